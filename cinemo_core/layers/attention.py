@@ -1,0 +1,159 @@
+"""Spatial/cross attention and Cinemo's temporal attention (rotary + T5-style relative position bias)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from . import AttentionFn, Operations
+
+
+def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[B, N, heads * D] -> [B, heads, N, D]`` (a view)."""
+    batch, tokens, channels = x.shape
+    return x.view(batch, tokens, heads, channels // heads).transpose(1, 2)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[B, heads, N, D] -> [B, N, heads * D]``."""
+    batch, heads, tokens, head_dim = x.shape
+    return x.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+
+
+class Attention(nn.Module):
+    """Multi-head attention with diffusers key names (``to_q``, ``to_k``, ``to_v``, ``to_out.0``).
+
+    Self-attention when ``context_dim`` is None. For cross-attention the context is given once per clip
+    (``[B, T, context_dim]``) and shared by the clip's ``context_repeats`` frames, so keys and values are
+    projected once per clip rather than once per frame.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        context_dim: int | None = None,
+        *,
+        attention: AttentionFn,
+        operations: Operations,
+        dtype=None,
+        device=None,
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": dtype, "device": device}
+        self.heads = heads
+        self.attention = attention
+        kv_dim = dim if context_dim is None else context_dim
+        self.to_q = operations.Linear(dim, dim, bias=False, **factory)
+        self.to_k = operations.Linear(kv_dim, dim, bias=False, **factory)
+        self.to_v = operations.Linear(kv_dim, dim, bias=False, **factory)
+        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **factory)])
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, context_repeats: int = 1) -> torch.Tensor:
+        source = x if context is None else context
+        q = split_heads(self.to_q(x), self.heads)
+        k = split_heads(self.to_k(source), self.heads)
+        v = split_heads(self.to_v(source), self.heads)
+        if context_repeats > 1:
+            k = k.repeat_interleave(context_repeats, dim=0)
+            v = v.repeat_interleave(context_repeats, dim=0)
+        return self.to_out[0](merge_heads(self.attention(q, k, v)))
+
+
+def rotary_frequencies(dim: int, theta: float = 10000.0, device=None) -> torch.Tensor:
+    """The fixed rotary frequencies ``theta ** (-2i / dim)`` for ``i < dim / 2``, float32."""
+    exponents = torch.arange(0, dim, 2, device=device)[: dim // 2].float() / dim
+    return 1.0 / (theta**exponents)
+
+
+class RotaryEmbedding(nn.Module):
+    """Rotates the first ``dim`` channels of each head by frame position (interleaved pairs).
+
+    ``freqs`` is kept as a buffer only because the released checkpoint stores it; the rotation is always
+    computed from freshly derived float32 frequencies, whatever the model's dtype.
+    """
+
+    def __init__(self, dim: int, theta: float = 10000.0, device=None) -> None:
+        super().__init__()
+        self.dim = dim
+        self.theta = theta
+        self.register_buffer("freqs", rotary_frequencies(dim, theta, device=device))
+
+    def expected_freqs(self) -> torch.Tensor:
+        return rotary_frequencies(self.dim, self.theta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        angles = positions[:, None] * rotary_frequencies(self.dim, self.theta, device=x.device)[None, :]
+        angles = angles.repeat_interleave(2, dim=-1)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        rotated, passed = x[..., : self.dim], x[..., self.dim :]
+        pairs = rotated.unflatten(-1, (-1, 2))
+        quarter_turn = torch.stack((-pairs[..., 1], pairs[..., 0]), dim=-1).flatten(-2)
+        return torch.cat([rotated * cos + quarter_turn * sin, passed], dim=-1)
+
+
+def relative_position_buckets(num_frames: int, num_buckets: int, max_distance: int, device=None) -> torch.Tensor:
+    """T5-style buckets ``[query, key]`` of the frame offset; keys after the query use the upper half."""
+    positions = torch.arange(num_frames, device=device)
+    offset = positions[:, None] - positions[None, :]
+    half = num_buckets // 2
+    max_exact = half // 2
+    distance = offset.abs()
+    log_ratio = torch.log(distance.clamp(min=1).float() / max_exact) / math.log(max_distance / max_exact)
+    far = (max_exact + (log_ratio * (half - max_exact)).long()).clamp(max=half - 1)
+    return (offset < 0).long() * half + torch.where(distance < max_exact, distance, far)
+
+
+class RelativePositionBias(nn.Module):
+    """A learned additive attention bias per head and bucket of frame offset."""
+
+    def __init__(
+        self, heads: int, num_buckets: int, max_distance: int, *, operations: Operations, dtype=None, device=None
+    ) -> None:
+        super().__init__()
+        self.num_buckets = num_buckets
+        self.max_distance = max_distance
+        self.relative_attention_bias = operations.Embedding(num_buckets, heads, dtype=dtype, device=device)
+
+    def forward(self, num_frames: int, device: torch.device) -> torch.Tensor:
+        buckets = relative_position_buckets(num_frames, self.num_buckets, self.max_distance, device=device)
+        return self.relative_attention_bias(buckets).permute(2, 0, 1)
+
+
+class TemporalAttention(nn.Module):
+    """Self-attention across the frames of each spatial location: ``[(B N), F, C] -> [(B N), F, C]``."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        rotary_dim: int,
+        rotary_theta: float,
+        num_buckets: int,
+        max_distance: int,
+        *,
+        attention: AttentionFn,
+        operations: Operations,
+        dtype=None,
+        device=None,
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": dtype, "device": device}
+        self.heads = heads
+        self.attention = attention
+        self.to_q = operations.Linear(dim, dim, bias=False, **factory)
+        self.to_k = operations.Linear(dim, dim, bias=False, **factory)
+        self.to_v = operations.Linear(dim, dim, bias=False, **factory)
+        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **factory)])
+        self.time_rel_pos_bias = RelativePositionBias(heads, num_buckets, max_distance, operations=operations, **factory)
+        self.rotary_emb = RotaryEmbedding(rotary_dim, rotary_theta, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.rotary_emb(split_heads(self.to_q(x), self.heads))
+        k = self.rotary_emb(split_heads(self.to_k(x), self.heads))
+        v = split_heads(self.to_v(x), self.heads)
+        bias = self.time_rel_pos_bias(x.shape[1], x.device).to(q.dtype)
+        return self.to_out[0](merge_heads(self.attention(q, k, v, attn_mask=bias)))

@@ -1,0 +1,106 @@
+"""The spatio-temporal transformer: per-frame self- and cross-attention, then attention across frames."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import CinemoUNetConfig
+from . import AttentionFn, Operations
+from .attention import Attention, TemporalAttention
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int, *, operations: Operations, dtype=None, device=None) -> None:
+        super().__init__()
+        self.proj = operations.Linear(dim_in, dim_out * 2, dtype=dtype, device=device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden, gate = self.proj(x).chunk(2, dim=-1)
+        return hidden * nn.functional.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU feed-forward with 4x expansion; ``net.1`` is the (inference-time no-op) dropout slot."""
+
+    def __init__(self, dim: int, *, operations: Operations, dtype=None, device=None) -> None:
+        super().__init__()
+        inner = dim * 4
+        self.net = nn.ModuleList(
+            [
+                GEGLU(dim, inner, operations=operations, dtype=dtype, device=device),
+                nn.Identity(),
+                operations.Linear(inner, dim, dtype=dtype, device=device),
+            ]
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.net:
+            x = layer(x)
+        return x
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention, cross-attention, temporal attention, feed-forward; each pre-normed and residual."""
+
+    def __init__(
+        self, dim: int, config: CinemoUNetConfig, *, attention: AttentionFn, operations: Operations, dtype=None, device=None
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": dtype, "device": device}
+        layers = {"attention": attention, "operations": operations, **factory}
+        heads = config.num_attention_heads
+        self.norm1 = operations.LayerNorm(dim, **factory)
+        self.attn1 = Attention(dim, heads, **layers)
+        self.norm2 = operations.LayerNorm(dim, **factory)
+        self.attn2 = Attention(dim, heads, config.cross_attention_dim, **layers)
+        self.norm_temp = operations.LayerNorm(dim, **factory)
+        self.attn_temp = TemporalAttention(
+            dim,
+            heads,
+            config.rotary_dim,
+            config.rotary_theta,
+            config.relative_position_buckets,
+            config.relative_position_max_distance,
+            **layers,
+        )
+        self.norm3 = operations.LayerNorm(dim, **factory)
+        self.ff = FeedForward(dim, operations=operations, **factory)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """``x``: tokens ``[(B F), N, C]``; ``context``: text ``[B, T, C_text]``, shared by a clip's frames."""
+        x = self.attn1(self.norm1(x)) + x
+        x = self.attn2(self.norm2(x), context, context_repeats=num_frames) + x
+        frames_batch, tokens, channels = x.shape
+        per_location = x.view(-1, num_frames, tokens, channels).transpose(1, 2).reshape(-1, num_frames, channels)
+        per_location = self.attn_temp(self.norm_temp(per_location)) + per_location
+        x = per_location.view(-1, tokens, num_frames, channels).transpose(1, 2).reshape(frames_batch, tokens, channels)
+        return self.ff(self.norm3(x)) + x
+
+
+class Transformer3D(nn.Module):
+    """Per-frame GroupNorm and 1x1 projections around a stack of ``TransformerBlock``s, plus the residual."""
+
+    def __init__(
+        self, channels: int, config: CinemoUNetConfig, *, attention: AttentionFn, operations: Operations, dtype=None, device=None
+    ) -> None:
+        super().__init__()
+        factory = {"dtype": dtype, "device": device}
+        self.norm = operations.GroupNorm(config.norm_num_groups, channels, eps=1e-6, affine=True, **factory)
+        self.proj_in = operations.Conv2d(channels, channels, 1, **factory)
+        self.transformer_blocks = nn.ModuleList(
+            [
+                TransformerBlock(channels, config, attention=attention, operations=operations, **factory)
+                for _ in range(config.transformer_layers_per_block)
+            ]
+        )
+        self.proj_out = operations.Conv2d(channels, channels, 1, **factory)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        frames_batch, channels, height, width = x.shape
+        h = self.proj_in(self.norm(x))
+        tokens = h.permute(0, 2, 3, 1).reshape(frames_batch, height * width, channels)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context, num_frames)
+        h = tokens.view(frames_batch, height, width, channels).permute(0, 3, 1, 2)
+        return self.proj_out(h) + x

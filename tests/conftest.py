@@ -1,0 +1,30 @@
+"""Shared fixtures: the golden `tiny_a` case produced by the official Cinemo code on random weights."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from golden_case import TINY_A
+from safetensors.torch import load_file
+
+
+@pytest.fixture(scope="session")
+def tiny_a_dir() -> Path:
+    return TINY_A
+
+
+@pytest.fixture(scope="session")
+def golden() -> dict[str, torch.Tensor]:
+    return load_file(TINY_A / "case.safetensors")
+
+
+@pytest.fixture(scope="session")
+def golden_state_dict() -> dict[str, torch.Tensor]:
+    return load_file(TINY_A / "unet" / "diffusion_pytorch_model.safetensors")
+
+
+@pytest.fixture(scope="session")
+def tiny_unet():
+    from cinemo_core import load_unet
+
+    return load_unet(TINY_A)

@@ -13,16 +13,33 @@ from .checkpoint import (
     load_unet,
 )
 from .config import CinemoUNetConfig
+from .dct_init import INIT_MODES, dct_init, fft_init, init_noise
+from .motion import estimate_intensity, intensity_to_motion_id, raw_motion_id
+from .preprocess import fit_image, load_image
+from .sampling import assemble_video_latents, sample_residual
+from .schedule import CinemoSchedule
 from .unet import CinemoUNet3D
 
 __all__ = [
+    "INIT_MODES",
     "CheckpointError",
     "CinemoUNet3D",
+    "CinemoSchedule",
     "CinemoUNetConfig",
     "CinemoWeightsWarning",
     "DamagedCheckpointError",
     "NotACinemoUNetError",
     "UnsafeCheckpointError",
+    "assemble_video_latents",
     "build_unet",
+    "dct_init",
+    "estimate_intensity",
+    "fft_init",
+    "fit_image",
+    "init_noise",
+    "intensity_to_motion_id",
+    "load_image",
     "load_unet",
+    "raw_motion_id",
+    "sample_residual",
 ]

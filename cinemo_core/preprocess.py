@@ -1,0 +1,119 @@
+"""Loading the input image and fitting it to the model's frame size like the official sampler.
+
+Official ``animation.py`` (``SDXLCenterCrop``): scale by ``s = max((H+1)/h, (W+1)/w)`` with
+``F.interpolate(scale_factor=s, mode="bilinear", align_corners=False)`` (no antialias; output
+``floor(h*s) x floor(w*s)``), centre-crop H x W at ``round((h'-H)/2), round((w'-W)/2)``, map to
+[-1, 1]. (The demo ``app.py`` uses a PIL Lanczos resize instead; this follows ``animation.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+TRAINED_WIDTH = 512
+TRAINED_HEIGHT = 320
+#: Transparent pixels are composited onto this background (white), in 0..1.
+ALPHA_BACKGROUND = 1.0
+
+
+def check_size(width: int, height: int) -> None:
+    """Require positive multiples of 8; warn outside the trained 512x320."""
+    for name, value in (("width", width), ("height", height)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 8:
+            raise ValueError(f"{name} must be a positive multiple of 8 (the VAE downsamples by 8), got {value!r}.")
+    if (width, height) != (TRAINED_WIDTH, TRAINED_HEIGHT):
+        warnings.warn(
+            f"Cinemo was trained at {TRAINED_WIDTH}x{TRAINED_HEIGHT}; at {width}x{height} quality may drop.",
+            stacklevel=3,
+        )
+
+
+def _composite(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    return rgb * alpha + ALPHA_BACKGROUND * (1 - alpha)
+
+
+def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRAINED_HEIGHT) -> torch.Tensor:
+    """Resize to cover and centre-crop to ``height x width`` like the official code, then map to [-1, 1].
+
+    Args:
+        image: [B, H, W, C] in 0..1 (ComfyUI IMAGE layout); C = 3, or 1 (grey, repeated) or
+            4 (RGBA, composited onto white).
+        width, height: output size, positive multiples of 8.
+
+    Returns:
+        [B, 3, height, width] in [-1, 1]; float64 for float64 input, float32 otherwise.
+    """
+    check_size(width, height)
+    if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            "image must be a tensor [B, H, W, C] with C in (1, 3, 4) and values 0..1, "
+            f"got {getattr(image, 'shape', image)!r}."
+        )
+    if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
+        raise ValueError(f"image is empty: shape {list(image.shape)}.")
+    dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
+    x = image.to(dtype) / 255.0 if image.dtype == torch.uint8 else image.to(dtype)
+    if x.shape[-1] == 1:
+        x = x.expand(-1, -1, -1, 3)
+    elif x.shape[-1] == 4:
+        x = _composite(x[..., :3], x[..., 3:])
+    x = x.permute(0, 3, 1, 2)
+
+    h_in, w_in = x.shape[-2:]
+    scale = max((height + 1) / h_in, (width + 1) / w_in)
+    # Passing scale_factor (not size) matters: torch then maps coordinates with 1/scale, as the official code does.
+    x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)
+    h_out, w_out = x.shape[-2:]
+    top = int(round((h_out - height) / 2.0))
+    left = int(round((w_out - width) / 2.0))
+    x = x[..., top : top + height, left : left + width]
+    return (x - 0.5) / 0.5
+
+
+def _to_array(img: Image.Image) -> np.ndarray:
+    """Decoded PIL image -> float32 [H, W, 3] in 0..1, handling bit depth and transparency."""
+    mode = img.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        # 16-bit greyscale (PNG/TIFF); Pillow opens some of these as 32-bit "I" holding 0..65535.
+        grey = np.clip(np.asarray(img, dtype=np.float64) / 65535.0, 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+    if mode == "F":
+        # 32-bit float images carry no defined range; they are taken as 0..1.
+        grey = np.clip(np.asarray(img, dtype=np.float64), 0.0, 1.0)
+        return np.repeat(grey[..., None], 3, axis=-1).astype(np.float32)
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode in ("P", "L", "RGB") and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        return _composite(torch.from_numpy(rgba[..., :3]), torch.from_numpy(rgba[..., 3:])).numpy()
+    return np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def load_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file into a [1, H, W, 3] float32 tensor in 0..1 (ComfyUI IMAGE layout).
+
+    Handles RGB, greyscale, palette, CMYK, 16-bit greyscale (scaled by 1/65535) and transparency
+    (RGBA/LA/P with a transparent colour are composited onto a white background). The EXIF
+    orientation is applied (the official code ignores it; ComfyUI's loader honours it). For
+    animated files the first frame is used.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the file cannot be decoded as an image.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image file not found: {path}")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            array = _to_array(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"Cannot read image {path!r}: {exc}") from exc
+    return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)

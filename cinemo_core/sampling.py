@@ -1,0 +1,144 @@
+"""The DDIM sampling loop for the motion residual, as in the official ``VideoGenPipeline``.
+
+Cinemo denoises the *motion residual* (frames minus the first frame) conditioned on the first
+frame's latent (``base_content``), the text and a motion id. Classifier-free guidance applies to
+the text only: one batch ``[uncond, cond]`` shares latents, base content and motion id, and the
+two halves are combined as ``u + s * (c - u)``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+
+from .schedule import CinemoSchedule
+
+
+class MotionUNet(Protocol):
+    """What the sampler calls: returns epsilon for the residual frames, shaped like ``x``."""
+
+    def __call__(self, x: torch.Tensor, timesteps: torch.Tensor, context: torch.Tensor, *,
+                 base_content: torch.Tensor, motion_ids: torch.Tensor) -> torch.Tensor: ...
+
+
+StepCallback = Callable[[int, int, int, torch.Tensor], None]
+
+
+def _batched(name: str, value: torch.Tensor, batch: int, ndim: int) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor) or value.dim() != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D tensor, got {getattr(value, 'shape', type(value).__name__)!r}.")
+    if value.shape[0] == batch:
+        return value
+    if value.shape[0] == 1:
+        return value.expand(batch, *value.shape[1:])
+    raise ValueError(f"{name} has batch {value.shape[0]}; expected 1 or {batch} (the latents' batch).")
+
+
+def _motion_tensor(motion_ids: float | torch.Tensor, batch: int, like: torch.Tensor) -> torch.Tensor:
+    ids = torch.as_tensor(motion_ids, dtype=torch.float64).flatten()
+    if ids.numel() not in (1, batch):
+        raise ValueError(f"Got {ids.numel()} motion ids for a batch of {batch}; pass 1 or one per sample.")
+    if not torch.isfinite(ids).all():
+        raise ValueError(f"Motion ids must be finite, got {ids.tolist()}.")
+    # The official pipeline builds the id tensor in the latents' dtype.
+    return ids.expand(batch).to(device=like.device, dtype=like.dtype)
+
+
+def sample_residual(
+    unet: MotionUNet,
+    init_latents: torch.Tensor,
+    base_content: torch.Tensor,
+    context: torch.Tensor,
+    negative_context: torch.Tensor | None,
+    motion_ids: float | torch.Tensor,
+    steps: int = 50,
+    guidance_scale: float = 7.5,
+    eta: float = 0.0,
+    callback: StepCallback | None = None,
+    generator: torch.Generator | None = None,
+    schedule: CinemoSchedule | None = None,
+) -> torch.Tensor:
+    """Denoise the motion residual with DDIM over the official timesteps.
+
+    Args:
+        unet: callable ``unet(x, timesteps, context, base_content=..., motion_ids=...) -> eps``.
+        init_latents: [B, 4, F, h, w] x_T (e.g. from :func:`cinemo_core.dct_init.dct_init`); the
+            loop runs in its dtype.
+        base_content: [B or 1, 4, 1, h, w] scaled first-frame latent.
+        context: [B or 1, 77, C] text embedding of the prompt.
+        negative_context: [B or 1, 77, C] embedding of the negative prompt; required when
+            ``guidance_scale > 1``, unused otherwise.
+        motion_ids: raw motion id(s) (see :mod:`cinemo_core.motion`), one or one per sample.
+        steps: DDIM steps, 1..999.
+        guidance_scale: text CFG scale; <= 1 runs the conditional pass only.
+        eta: DDIM stochasticity (official 0).
+        callback: ``callback(step_index, total_steps, timestep, latents)`` after each step.
+        generator: random source for the ``eta > 0`` noise.
+        schedule: the noise schedule (default: the official one).
+
+    Returns:
+        The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.
+    """
+    schedule = schedule or CinemoSchedule()
+    if not isinstance(init_latents, torch.Tensor) or init_latents.dim() != 5 or not init_latents.is_floating_point():
+        raise ValueError(
+            "init_latents must be a float tensor [B, 4, F, h, w], "
+            f"got {getattr(init_latents, 'shape', init_latents)!r}."
+        )
+    timesteps = schedule.ddim_timesteps(steps)
+    if int(timesteps[0]) >= schedule.num_train_timesteps:
+        raise ValueError(f"steps must be at most {schedule.num_train_timesteps - 1}, got {steps}.")
+    batch, channels, _, h, w = init_latents.shape
+    device, dtype = init_latents.device, init_latents.dtype
+
+    base = _batched("base_content", base_content, batch, 5)
+    if base.shape[1:] != (channels, 1, h, w):
+        raise ValueError(f"base_content must be [B, {channels}, 1, {h}, {w}], got {list(base_content.shape)}.")
+    base = base.to(device=device, dtype=dtype)
+    cond = _batched("context", context, batch, 3).to(device=device, dtype=dtype)
+    ids = _motion_tensor(motion_ids, batch, init_latents)
+
+    use_cfg = guidance_scale > 1.0
+    if use_cfg:
+        if negative_context is None:
+            raise ValueError("negative_context is required when guidance_scale > 1 (use the empty prompt's embedding).")
+        uncond = _batched("negative_context", negative_context, batch, 3).to(device=device, dtype=dtype)
+        if uncond.shape != cond.shape:
+            raise ValueError(f"negative_context {list(uncond.shape)} and context {list(cond.shape)} must match.")
+        model_context = torch.cat([uncond, cond])
+        model_base = torch.cat([base, base])
+        model_ids = torch.cat([ids, ids])
+    else:
+        model_context, model_base, model_ids = cond, base, ids
+
+    latents = init_latents
+    for i, t in enumerate(timesteps.tolist()):
+        model_input = torch.cat([latents, latents]) if use_cfg else latents
+        t_batch = torch.full((model_input.shape[0],), t, dtype=torch.int64, device=device)
+        eps = unet(model_input, t_batch, model_context, base_content=model_base, motion_ids=model_ids)
+        if eps.shape != model_input.shape:
+            raise ValueError(f"unet returned shape {list(eps.shape)}; expected {list(model_input.shape)}.")
+        if use_cfg:
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        latents = schedule.ddim_step(eps.to(dtype), t, latents, steps, eta=eta, generator=generator)
+        if callback is not None:
+            callback(i, len(timesteps), t, latents)
+    return latents
+
+
+def assemble_video_latents(base_content: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Video latents [B, 4, F+1, h, w]: frame 0 is the first frame, then first frame + residual."""
+    if base_content.dim() != 5 or base_content.shape[2] != 1:
+        raise ValueError(f"base_content must be [B, C, 1, h, w], got {list(base_content.shape)}.")
+    if residual.dim() != 5:
+        raise ValueError(f"residual must be [B, C, F, h, w], got {list(residual.shape)}.")
+    base = base_content.to(device=residual.device, dtype=residual.dtype)
+    try:
+        frames = base + residual
+    except RuntimeError as exc:
+        raise ValueError(
+            f"base_content {list(base_content.shape)} does not fit residual {list(residual.shape)}."
+        ) from exc
+    return torch.cat([base.expand(frames.shape[0], -1, -1, -1, -1), frames], dim=2)

@@ -11,6 +11,7 @@ from .checkpoint import (
     UnsafeCheckpointError,
     build_unet,
     load_unet,
+    prepare_unet_state_dict,
 )
 from .config import CinemoUNetConfig
 from .dct_init import INIT_MODES, dct_init, fft_init, init_noise
@@ -40,6 +41,7 @@ __all__ = [
     "intensity_to_motion_id",
     "load_image",
     "load_unet",
+    "prepare_unet_state_dict",
     "raw_motion_id",
     "sample_residual",
 ]

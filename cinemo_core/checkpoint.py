@@ -87,23 +87,37 @@ def build_unet(
     attention: AttentionFn = nn.functional.scaled_dot_product_attention,
 ) -> CinemoUNet3D:
     """Build a UNet from an in-memory state dict (unwrapped and checked here); infers the config if None."""
-    state_dict = unwrap_state_dict(state_dict, source)
-    reject_foreign_checkpoint(state_dict, source)
-    config = config or infer_config(state_dict, source)
-    state_dict = dict(state_dict)
-    rotary = _checked_rotary_frequencies(state_dict, config, source)
-
+    config, state_dict = prepare_unet_state_dict(state_dict, config, source=source)
     model = CinemoUNet3D(config, operations=operations, attention=attention, dtype=dtype, device="meta")
-    expected_shapes = {key: tuple(value.shape) for key, value in model.state_dict().items()}
-    for key in expected_shapes:
-        if key.endswith(ROTARY_SUFFIX):
-            state_dict[key] = rotary
-    _check_keys(state_dict, expected_shapes, source)
-
     for key, value in state_dict.items():
         state_dict[key] = value.to(device=device, dtype=dtype) if value.is_floating_point() else value.to(device)
     model.load_state_dict(state_dict, strict=True, assign=True)
     return model.eval().requires_grad_(False)
+
+
+def prepare_unet_state_dict(
+    state_dict: Mapping[str, object],
+    config: CinemoUNetConfig | None = None,
+    *,
+    source: str | os.PathLike = "<state dict>",
+) -> tuple[CinemoUNetConfig, dict[str, torch.Tensor]]:
+    """Unwrap, identify and check a state dict; return its config and the exact key set of the model.
+
+    The rotary frequencies are set to their computed values (a warning says when the file disagreed).
+    Raises ``CheckpointError`` subclasses for anything that is not a complete Cinemo UNet.
+    """
+    tensors = unwrap_state_dict(state_dict, source)
+    reject_foreign_checkpoint(tensors, source)
+    config = config or infer_config(tensors, source)
+    rotary = _checked_rotary_frequencies(tensors, config, source)
+    expected_shapes = {
+        key: tuple(value.shape) for key, value in CinemoUNet3D(config, device="meta").state_dict().items()
+    }
+    for key in expected_shapes:
+        if key.endswith(ROTARY_SUFFIX):
+            tensors[key] = rotary
+    _check_keys(tensors, expected_shapes, source)
+    return config, tensors
 
 
 def locate_unet(path: str | os.PathLike) -> tuple[Path | list[Path], CinemoUNetConfig | None]:

@@ -24,6 +24,17 @@ def golden_state_dict() -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="session")
+def comfyui(tmp_path_factory):
+    """A real ComfyUI, booted in this process with our pack loaded; skips when COMFYUI_PATH is unset."""
+    from comfyui_harness import SKIP_REASON, boot_comfyui, comfyui_path
+
+    path = comfyui_path()
+    if path is None:
+        pytest.skip(SKIP_REASON)
+    return boot_comfyui(path, tmp_path_factory.mktemp("comfyui"))
+
+
+@pytest.fixture(scope="session")
 def tiny_unet():
     from cinemo_core import load_unet
 

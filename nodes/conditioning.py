@@ -1,0 +1,3 @@
+"""Cinemo nodes: conditioning (work in progress)."""
+
+NODES: list = []

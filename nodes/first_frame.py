@@ -1,0 +1,3 @@
+"""Cinemo nodes: first_frame (work in progress)."""
+
+NODES: list = []

@@ -1,0 +1,3 @@
+"""Cinemo nodes: model_loader (work in progress)."""
+
+NODES: list = []

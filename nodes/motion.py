@@ -1,0 +1,3 @@
+"""Cinemo nodes: motion (work in progress)."""
+
+NODES: list = []

@@ -1,0 +1,3 @@
+"""Cinemo nodes: sampling (work in progress)."""
+
+NODES: list = []

@@ -1,0 +1,3 @@
+"""Cinemo nodes: temporal_vae (work in progress)."""
+
+NODES: list = []

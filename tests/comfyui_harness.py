@@ -1,0 +1,109 @@
+"""Run our nodes inside a real ComfyUI, in this process (no server, no HTTP).
+
+Node tests use the ``comfyui`` fixture from conftest.py. They need ``COMFYUI_PATH`` to point at a ComfyUI
+checkout and must run with a Python that has ComfyUI's requirements (its venv, with this project's
+requirements.txt installed into it). Without ``COMFYUI_PATH`` they are skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PACK_NAME = "cinemo_nodes"
+SKIP_REASON = (
+    "COMFYUI_PATH is not set: node tests run against a real ComfyUI. Point COMFYUI_PATH at a ComfyUI checkout and "
+    "run pytest with ComfyUI's Python (with this project's requirements.txt installed); see README."
+)
+
+
+class _ServerStub:
+    """What PromptExecutor needs of PromptServer; records the messages a browser would receive."""
+
+    def __init__(self) -> None:
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata: dict = {}
+        self.messages: list[tuple[str, Any]] = []
+
+    def send_sync(self, event: str, data: Any, sid: Any = None) -> None:
+        self.messages.append((event, data))
+
+    def queue_updated(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+
+@dataclass
+class ComfyUI:
+    """A booted in-process ComfyUI with its own models, input and output folders."""
+
+    root: Path
+    models: Path
+    input: Path
+    output: Path
+    node_classes: dict[str, type] = field(default_factory=dict)
+
+    def validate(self, prompt: dict) -> tuple[bool, Any, list, dict]:
+        import execution
+
+        return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(self, prompt: dict) -> tuple[dict, _ServerStub]:
+        """Validate and execute an API-format prompt; returns its UI outputs and the recorded messages."""
+        import execution
+
+        ok, error, outputs, node_errors = self.validate(prompt)
+        if not ok:
+            raise AssertionError(f"prompt failed validation: {error} {node_errors}")
+        server = _ServerStub()
+        executor = execution.PromptExecutor(server)
+        executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+        if not executor.success:
+            raise RuntimeError(f"prompt failed: {executor.status_messages}")
+        return executor.history_result["outputs"], server
+
+
+def boot_comfyui(comfy_path: Path, workdir: Path) -> ComfyUI:
+    """Import ComfyUI from ``comfy_path`` on the CPU and load this repository as a custom node pack."""
+    sys.path.insert(0, str(comfy_path))
+    from comfy.cli_args import args  # must precede any import of comfy.model_management
+
+    args.cpu = True
+    args.disable_api_nodes = True
+    import utils.extra_config  # noqa: F401  (before `nodes`, which would otherwise shadow `utils`)
+    import folder_paths
+
+    packs = workdir / "custom_nodes"
+    packs.mkdir(parents=True)
+    (packs / PACK_NAME).symlink_to(REPO, target_is_directory=True)
+    models, inputs, outputs = workdir / "models", workdir / "input", workdir / "output"
+    for folder in (models, inputs, outputs):
+        folder.mkdir()
+    folder_paths.set_output_directory(str(outputs))
+    folder_paths.set_input_directory(str(inputs))
+    folder_paths.set_temp_directory(tempfile.mkdtemp(dir=workdir))
+    folder_paths.add_model_folder_path("custom_nodes", str(packs))
+
+    import nodes
+
+    asyncio.run(nodes.init_extra_nodes(init_custom_nodes=True, init_api_nodes=False))
+    if PACK_NAME not in {Path(path).name for path in getattr(nodes, "LOADED_MODULE_DIRS", {}).values()}:
+        raise RuntimeError(f"ComfyUI did not load the pack from {REPO}; see the log above for the import error.")
+    # after the pack registered its own folders, so that these are added to them rather than replaced
+    for kind in ("cinemo", "diffusers", "text_encoders", "vae", "checkpoints", "diffusion_models"):
+        (models / kind).mkdir()
+        folder_paths.add_model_folder_path(kind, str(models / kind), is_default=True)
+    return ComfyUI(root=workdir, models=models, input=inputs, output=outputs, node_classes=nodes.NODE_CLASS_MAPPINGS)
+
+
+def comfyui_path() -> Path | None:
+    value = os.environ.get("COMFYUI_PATH")
+    return Path(value) if value else None

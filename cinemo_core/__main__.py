@@ -1,0 +1,8 @@
+"""``python -m cinemo_core``: the same as the ``cinemo-animate`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

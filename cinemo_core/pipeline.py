@@ -1,0 +1,255 @@
+"""Image in, frames out: the complete Cinemo animation pipeline on loaded components.
+
+Order of work (and of random draws, all from one CPU ``torch.Generator`` seeded with ``seed``, so a
+seed gives the same video on every device):
+
+1. fit the image to ``width x height`` like the official ``animation.py`` (cover-resize, centre crop,
+   [-1, 1]);
+2. encode it in float64 and draw the posterior sample (first random draw), times 0.18215;
+3. draw Gaussian noise for the ``num_frames - 1`` residual frames (second draw) and turn it into the
+   initial latents with DCTInit (official), the FFT low-pass init, or plain noise;
+4. encode the prompt and negative prompt with CLIP and run DDIM with text guidance on the residual;
+5. decode first frame + residuals to uint8 frames.
+
+On the CPU and at the official settings, the two draws are the ones ``torch.manual_seed(seed)`` gives
+the official script, in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import secrets
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .components import CinemoComponents, decode_video, encode_image, encode_prompts
+from .dct_init import INIT_MODES, init_noise
+from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
+from .preprocess import check_size, fit_image, load_image
+from .sampling import sample_residual
+from .schedule import CinemoSchedule
+
+#: The demo app's default slider position (10 of 1..20), i.e. raw motion id 90.
+DEFAULT_INTENSITY = 9
+DEFAULT_STEPS = 50
+DEFAULT_GUIDANCE = 7.5
+DEFAULT_FRAMES = 16
+TRAINED_FRAMES = 16
+MAX_FRAMES = 64
+DEFAULT_WIDTH = 512
+DEFAULT_HEIGHT = 320
+MIN_SIDE = 64
+MAX_SIDE = 2048
+DEFAULT_INIT = "dct"
+DEFAULT_DCT_LOW_PASS = 0.23
+DEFAULT_DCT_NOISE_TIMESTEP = 975
+MAX_SEED = 2**63 - 1
+
+ProgressFn = Callable[[int, int], None]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclass
+class AnimationSettings:
+    """Every user-facing knob of :func:`animate`, with the official defaults.
+
+    Attributes:
+        prompt, negative_prompt: text; the official negative prompt is empty.
+        intensity: motion intensity 0..19 (0 = least motion), mapped to the raw id ``99 - intensity``.
+        motion_id: a raw motion id that overrides ``intensity`` (advanced; the released weights know ~80..99).
+        steps: DDIM steps (1..999, official 50).
+        guidance_scale: text classifier-free guidance (official 7.5; <= 1 disables it).
+        seed: random seed (``None``: a random one, reported in the result).
+        num_frames: frames in the video including the input image (official 16).
+        width, height: output size in pixels, multiples of 8 (official 512x320).
+        init: ``"dct"`` (Cinemo's DCTInit, official), ``"fft"`` (FreeInit-style) or ``"plain"`` noise.
+        dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
+        dct_noise_timestep: DCTInit's / FFT init's noise timestep, 0..999 (official 975).
+    """
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    intensity: int = DEFAULT_INTENSITY
+    motion_id: float | None = None
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
+    seed: int | None = None
+    num_frames: int = DEFAULT_FRAMES
+    width: int = DEFAULT_WIDTH
+    height: int = DEFAULT_HEIGHT
+    init: str = DEFAULT_INIT
+    dct_low_pass: float = DEFAULT_DCT_LOW_PASS
+    dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
+        if self.motion_id is None:
+            if not _is_int(self.intensity) or not MIN_INTENSITY <= self.intensity <= MAX_INTENSITY:
+                raise ValueError(
+                    f"intensity must be an integer from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} "
+                    f"(most motion), got {self.intensity!r}."
+                )
+        else:
+            raw_motion_id(self.motion_id)
+        if not _is_int(self.steps) or not 1 <= self.steps <= 999:
+            raise ValueError(f"steps must be an integer from 1 to 999 (official 50), got {self.steps!r}.")
+        if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
+                or self.guidance_scale < 0:
+            raise ValueError(f"guidance scale (cfg) must be a number >= 0 (official 7.5), got {self.guidance_scale!r}.")
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
+        if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
+            raise ValueError(
+                f"frames must be an integer from 2 to {MAX_FRAMES} (the input image plus at least one generated "
+                f"frame; the model was trained on {TRAINED_FRAMES}), got {self.num_frames!r}."
+            )
+        for name, value in (("width", self.width), ("height", self.height)):
+            if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
+                raise ValueError(
+                    f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
+                    f"blocks; the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
+                )
+        if self.init not in INIT_MODES:
+            raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
+        if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
+            raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
+        if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
+            raise ValueError(
+                f"DCT noise timestep must be an integer from 0 to 999 (official 975), got {self.dct_noise_timestep!r}."
+            )
+
+    def quality_warnings(self) -> list[str]:
+        """Settings that run but leave what the model was trained on."""
+        notes = []
+        if self.num_frames > TRAINED_FRAMES:
+            notes.append(
+                f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}; longer clips tend to get "
+                "jittery. For longer videos, animate again from the last frame."
+            )
+        if (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+            notes.append(
+                f"{self.width}x{self.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
+                "quality may drop at other sizes."
+            )
+        return notes
+
+    @property
+    def resolved_motion_id(self) -> float:
+        return raw_motion_id(self.motion_id) if self.motion_id is not None else intensity_to_motion_id(self.intensity)
+
+
+@dataclass
+class AnimationResult:
+    """Frames ``uint8 [num_frames, height, width, 3]`` (frame 0 is the decoded input) and what made them."""
+
+    frames: np.ndarray
+    seed: int
+    motion_id: float
+    settings: AnimationSettings = field(repr=False)
+
+
+def new_seed() -> int:
+    """A fresh random seed (reported so the run can be repeated)."""
+    return secrets.randbelow(2**32)
+
+
+def _image_tensor(image: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
+    if isinstance(image, torch.Tensor):
+        return image
+    return load_image(image)
+
+
+@torch.no_grad()
+def animate(
+    components: CinemoComponents,
+    image: str | os.PathLike[str] | torch.Tensor,
+    settings: AnimationSettings | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> AnimationResult:
+    """Animate one image.
+
+    Args:
+        components: from :func:`cinemo_core.components.load_components` or the demo.
+        image: an image file, or a ``[1, H, W, 3]`` tensor in 0..1 (ComfyUI IMAGE layout).
+        settings: :class:`AnimationSettings` (defaults: the official ones).
+        progress: ``progress(done_steps, total_steps)`` after every denoising step.
+
+    Returns:
+        :class:`AnimationResult` with the frames and the seed used.
+    """
+    settings = settings or AnimationSettings()
+    settings.validate()
+    seed = settings.seed if settings.seed is not None else new_seed()
+    motion_id = settings.resolved_motion_id
+    device, dtype = components.device, components.dtype
+
+    pixels = _image_tensor(image)
+    if pixels.dim() != 4 or pixels.shape[0] != 1:
+        raise ValueError(f"image must be a single image [1, H, W, C], got {list(pixels.shape)}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # size advice is given once, by quality_warnings()
+        check_size(settings.width, settings.height)
+        fitted = fit_image(pixels, settings.width, settings.height)
+
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    base = encode_image(
+        components.image_encoder, fitted, scaling_factor=components.scaling_factor, generator=generator
+    )
+    latent_h, latent_w = base.shape[-2:]
+    noise = torch.randn(
+        (1, components.latent_channels, settings.num_frames - 1, latent_h, latent_w),
+        generator=generator,
+        dtype=torch.float32,
+    ).to(device)
+    schedule = CinemoSchedule()
+    init_latents = init_noise(
+        settings.init,
+        base,
+        noise.to(base.dtype),
+        schedule,
+        low_pass=settings.dct_low_pass,
+        noise_timestep=settings.dct_noise_timestep,
+    ).to(dtype)
+    base = base.to(dtype)
+
+    context = encode_prompts(components.tokenizer, components.text_encoder, [settings.prompt])
+    negative = None
+    if settings.guidance_scale > 1.0:
+        negative = encode_prompts(components.tokenizer, components.text_encoder, [settings.negative_prompt])
+
+    def _on_step(index: int, total: int, timestep: int, latents: torch.Tensor) -> None:
+        if progress is not None:
+            progress(index + 1, total)
+
+    residual = sample_residual(
+        components.unet,
+        init_latents,
+        base,
+        context,
+        negative,
+        motion_id,
+        steps=settings.steps,
+        guidance_scale=float(settings.guidance_scale),
+        callback=_on_step,
+        schedule=schedule,
+    )
+    video = decode_video(
+        components.vae,
+        base,
+        residual,
+        vae_kind=components.vae_kind,
+        scaling_factor=components.scaling_factor,
+    )
+    return AnimationResult(frames=video[0].numpy(), seed=seed, motion_id=motion_id, settings=settings)

@@ -21,6 +21,25 @@ from .sampling import assemble_video_latents, sample_residual
 from .schedule import CinemoSchedule
 from .unet import CinemoUNet3D
 
+# The standalone pipeline pulls in diffusers and transformers; import it only when asked for.
+_PIPELINE_EXPORTS = {
+    "animate": "pipeline",
+    "AnimationSettings": "pipeline",
+    "AnimationResult": "pipeline",
+    "load_components": "components",
+    "CinemoComponents": "components",
+    "write_video": "video_io",
+}
+
+
+def __getattr__(name: str):
+    if name in _PIPELINE_EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_PIPELINE_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "INIT_MODES",
     "CheckpointError",

@@ -58,6 +58,16 @@ class ComfyUI:
 
     def run(self, prompt: dict) -> tuple[dict, _ServerStub]:
         """Validate and execute an API-format prompt; returns its UI outputs and the recorded messages."""
+        executor, server = self._execute(prompt)
+        return executor.history_result["outputs"], server
+
+    def execute(self, prompt: dict) -> tuple[dict, dict]:
+        """Like ``run``, but returns every node's output values ({node id: [values]}) and the UI outputs."""
+        executor, _ = self._execute(prompt)
+        values = {node: [value[0] for value in executor.caches.outputs.get(node)] for node in prompt}
+        return values, executor.history_result["outputs"]
+
+    def _execute(self, prompt: dict):
         import execution
 
         ok, error, outputs, node_errors = self.validate(prompt)
@@ -68,7 +78,7 @@ class ComfyUI:
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         if not executor.success:
             raise RuntimeError(f"prompt failed: {executor.status_messages}")
-        return executor.history_result["outputs"], server
+        return executor, server
 
 
 def boot_comfyui(comfy_path: Path, workdir: Path) -> ComfyUI:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 
 import numpy as np
 import pytest
@@ -10,21 +9,6 @@ import torch
 from PIL import Image
 
 from cinemo_core.motion import estimate_intensity, mean_consecutive_ssim
-
-
-def _execute(comfyui, prompt: dict) -> tuple[dict, dict]:
-    """Run a prompt; return every node's outputs ({node id: [output values]}) and the UI outputs."""
-    import execution
-    from comfyui_harness import _ServerStub
-
-    ok, error, outputs, node_errors = comfyui.validate(prompt)
-    assert ok, (error, node_errors)
-    executor = execution.PromptExecutor(_ServerStub())
-    executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
-    if not executor.success:
-        raise RuntimeError(f"prompt failed: {executor.status_messages}")
-    values = {node: [v[0] for v in executor.caches.outputs.get(node)] for node in prompt}
-    return values, executor.history_result["outputs"]
 
 
 def _texture(seed: int, size: int = 48, smooth: int = 8) -> np.ndarray:
@@ -53,7 +37,7 @@ def test_still_clip_has_intensity_zero(comfyui):
         "1": {"class_type": "LoadImage", "inputs": {"image": "still.png"}},
         "2": {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 5}},
     }
-    values, ui = _execute(comfyui, _motion_prompt(load))
+    values, ui = comfyui.execute(_motion_prompt(load))
     frames = values["2"][0]
     assert frames.shape[0] == 5
     intensity, ssim = values["9"]
@@ -67,7 +51,7 @@ def test_moving_clip_matches_the_core_estimator(comfyui):
     frames = [np.ascontiguousarray(texture[:, i : i + 64]) for i in range(7)]  # pans 1 px per frame
     _save_clip(comfyui.input / "pan.png", frames)
     load = {"2": {"class_type": "LoadImage", "inputs": {"image": "pan.png"}}}
-    values, ui = _execute(comfyui, _motion_prompt(load))
+    values, ui = comfyui.execute(_motion_prompt(load))
     received = values["2"][0]
     assert received.shape == (7, 48, 64, 3)
     intensity, ssim = values["9"]
@@ -76,7 +60,7 @@ def test_moving_clip_matches_the_core_estimator(comfyui):
     assert ssim == pytest.approx(mean_consecutive_ssim(received), abs=1e-12)
     assert ui["9"]["text"] == [f"motion intensity {intensity} (mean SSIM {ssim:.4f})"]
 
-    step_values, _ = _execute(comfyui, _motion_prompt(load, frame_step=2))
+    step_values, _ = comfyui.execute(_motion_prompt(load, frame_step=2))
     assert intensity < step_values["9"][0] == estimate_intensity(received[::2])
     assert step_values["9"][1] == pytest.approx(mean_consecutive_ssim(received[::2]), abs=1e-12)
     assert step_values["9"][1] < ssim  # frames further apart differ more

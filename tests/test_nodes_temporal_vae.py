@@ -7,7 +7,6 @@ architecture, decoded at a tiny spatial size to stay fast on a CPU.
 
 from __future__ import annotations
 
-import uuid
 
 import numpy as np
 import pytest
@@ -54,20 +53,6 @@ def reference(comfyui) -> AutoencoderKLTemporalDecoder:
     return model
 
 
-def _execute(comfyui, prompt: dict) -> dict:
-    """Run a prompt and return every node's outputs ({node id: [output values]}), not just the UI ones."""
-    import execution
-    from comfyui_harness import _ServerStub
-
-    ok, error, outputs, node_errors = comfyui.validate(prompt)
-    assert ok, (error, node_errors)
-    executor = execution.PromptExecutor(_ServerStub())
-    executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
-    if not executor.success:
-        raise RuntimeError(f"prompt failed: {executor.status_messages}")
-    return {node: [values[0] for values in executor.caches.outputs.get(node)] for node in prompt}
-
-
 def _listed(comfyui) -> list[str]:
     """The loader's vae_name choices, as the frontend gets them."""
     kind, options = comfyui.node_classes["CinemoTemporalVAELoader"].INPUT_TYPES()["required"]["vae_name"]
@@ -108,7 +93,7 @@ def _diffusers_decode(
 def test_decode_matches_diffusers_per_clip_and_chunk(comfyui, reference):
     """2 clips of 5 frames in chunks of 3: decode pieces 3 + 2 per clip, never across the clip boundary."""
     latents = torch.randn(10, 4, 3, 3, generator=torch.Generator().manual_seed(2))
-    outputs = _execute(comfyui, _decode_prompt(VAE_FOLDER, _write_latent(comfyui, "clips.latent", latents), 5, 3))
+    outputs, _ = comfyui.execute(_decode_prompt(VAE_FOLDER, _write_latent(comfyui, "clips.latent", latents), 5, 3))
     images = outputs["3"][0]
     assert images.shape == (10, 24, 24, 3)
     expected = _diffusers_decode(reference, latents, [(0, 3), (3, 5), (5, 8), (8, 10)])
@@ -128,7 +113,7 @@ def test_default_16_frames_decode_as_14_plus_2_and_5d_latents(comfyui, reference
     latents = torch.randn(16, 4, 2, 3, generator=torch.Generator().manual_seed(3))
     five_d = latents.permute(1, 0, 2, 3).unsqueeze(0)  # [1, 4, 16, h, w]: one clip of 16 frames
     prompt = _decode_prompt(VAE_FOLDER, _write_latent(comfyui, "clip16.latent", five_d), 7, 14)  # 7 is ignored for 5D
-    images = _execute(comfyui, prompt)["3"][0]
+    images = comfyui.execute(prompt)[0]["3"][0]
     assert images.shape == (16, 16, 24, 3)
     assert (images - _diffusers_decode(reference, latents, [(0, 14), (14, 16)])).abs().max() < TOLERANCE
     schema = comfyui.node_classes["CinemoTemporalVAEDecode"].INPUT_TYPES()["required"]
@@ -145,7 +130,7 @@ def test_encode_with_core_node_matches_diffusers(comfyui, reference):
         "3": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["1", 0]}},
         "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "encoded"}},
     }
-    latent = _execute(comfyui, prompt)["3"][0]["samples"]
+    latent = comfyui.execute(prompt)[0]["3"][0]["samples"]
     image = torch.from_numpy(pixels).float().div(255).permute(2, 0, 1)[None]
     with torch.no_grad():
         expected = reference.encode(image * 2 - 1).latent_dist.mode()
@@ -157,8 +142,8 @@ def test_single_file_in_cinemo_folder_loads_the_same_weights(comfyui, reference)
     names = _listed(comfyui)
     assert VAE_FOLDER in names and SINGLE_FILE in names
     latent = _write_latent(comfyui, "one.latent", torch.zeros(1, 4, 1, 1))
-    from_folder = _execute(comfyui, _decode_prompt(VAE_FOLDER, latent, 1, 14))["1"][0]
-    from_file = _execute(comfyui, _decode_prompt(SINGLE_FILE, latent, 1, 14))["1"][0]
+    from_folder = comfyui.execute(_decode_prompt(VAE_FOLDER, latent, 1, 14))[0]["1"][0]
+    from_file = comfyui.execute(_decode_prompt(SINGLE_FILE, latent, 1, 14))[0]["1"][0]
     folder_sd, file_sd = from_folder.get_sd(), from_file.get_sd()
     assert folder_sd.keys() == file_sd.keys()
     assert all(torch.equal(folder_sd[k], file_sd[k]) for k in folder_sd)

@@ -1,3 +1,147 @@
-"""Cinemo nodes: conditioning (work in progress)."""
+"""Cinemo Conditioning: attaches the first frame and the motion intensity to the text conditioning.
 
-NODES: list = []
+Inputs are the CLIP text conditionings (positive and negative), the first-frame LATENT
+``[N, 4, h, w]`` and the motion settings. Both outputs carry the first frame and the raw motion id
+(the official sampler gives them to cond and uncond alike); the third output is the empty residual
+LATENT ``[N, 4, frames - 1, h, w]`` (zeros, unscaled) that a sampler denoises. See ``latents.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management
+import node_helpers
+
+from ..cinemo_core.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
+from ..cinemo_core.motion import raw_motion_id as checked_raw_motion_id
+from ..cinemo_core.pipeline import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
+from .comfy_model import FIRST_FRAME_KEY, MOTION_ID_KEY, require_cinemo_model
+from .latents import first_frame_samples
+
+#: ``raw_motion_id`` values below 0 mean "use intensity".
+RAW_ID_OFF = -1.0
+MAX_RAW_ID = 1000.0
+
+
+def intensity_error(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_INTENSITY <= value <= MAX_INTENSITY:
+        return (
+            f"intensity must be a whole number from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} (most motion), "
+            f"got {value!r}."
+        )
+    return None
+
+
+def frames_error(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_FRAMES:
+        return (
+            f"frames must be from 2 (the image plus one generated frame) to {MAX_FRAMES}; the model was trained on "
+            f"{TRAINED_FRAMES}. Got {value!r}."
+        )
+    return None
+
+
+def raw_id_error(value: object) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not RAW_ID_OFF <= value <= MAX_RAW_ID:
+        return f"raw_motion_id must be from 0 to {MAX_RAW_ID:g}, or {RAW_ID_OFF:g} to use intensity; got {value!r}."
+    return None
+
+
+def _check_text_width(conditioning: list, input_name: str, expected: int) -> None:
+    for tensor, _ in conditioning:
+        if tensor.shape[-1] != expected:
+            raise ValueError(
+                f"{input_name}: the text embeddings have {tensor.shape[-1]} channels but the Cinemo model expects "
+                f"{expected} (CLIP ViT-L/14). Use CLIPLoader with type 'stable_diffusion' and a CLIP-L text encoder."
+            )
+
+
+class CinemoConditioning(io.ComfyNode):
+    """Adds the first frame and motion intensity to the conditioning and makes the residual latent."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CinemoConditioning",
+            display_name="Cinemo Conditioning",
+            category="Cinemo",
+            description=(
+                "Gives the sampler what Cinemo is conditioned on besides text: the first frame and the motion "
+                "intensity. Outputs the conditionings to sample with and the empty residual latent to denoise."
+            ),
+            inputs=[
+                io.Conditioning.Input("positive", tooltip="The prompt, encoded with CLIPTextEncode (CLIP-L)."),
+                io.Conditioning.Input(
+                    "negative", tooltip="The negative prompt (the official default is the empty prompt)."
+                ),
+                io.Latent.Input("first_frame", tooltip="The first-frame latent from Cinemo First Frame Encode."),
+                io.Int.Input(
+                    "intensity", default=DEFAULT_INTENSITY, min=MIN_INTENSITY, max=MAX_INTENSITY,
+                    tooltip="Motion intensity: 0 = almost still, 19 = strongest motion (raw id 99 - intensity).",
+                ),
+                io.Int.Input(
+                    "frames", default=DEFAULT_FRAMES, min=2, max=MAX_FRAMES,
+                    tooltip=f"Frames per video including the first image. The model was trained on {TRAINED_FRAMES}.",
+                ),
+                io.Float.Input(
+                    "raw_motion_id", default=RAW_ID_OFF, min=RAW_ID_OFF, max=MAX_RAW_ID, step=1.0, optional=True,
+                    tooltip="Advanced: a raw motion id for the model, overriding intensity. -1 = use intensity.",
+                ),
+                io.Model.Input(
+                    "model", optional=True,
+                    tooltip="Optional: the Cinemo MODEL, to check the model and the text encoder fit together.",
+                ),
+            ],
+            outputs=[
+                io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
+                io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning with the first frame."),
+                io.Latent.Output(
+                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample."
+                ),
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(
+        cls, intensity: int | None = None, frames: int | None = None, raw_motion_id: float | None = None
+    ) -> bool | str:
+        # naming these parameters turns off ComfyUI's own range checks for them: check here
+        if intensity is not None and (error := intensity_error(intensity)):
+            return error
+        if frames is not None and (error := frames_error(frames)):
+            return error
+        if raw_motion_id is not None and (error := raw_id_error(raw_motion_id)):
+            return error
+        return True
+
+    @classmethod
+    def execute(
+        cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
+        raw_motion_id: float = RAW_ID_OFF, model=None,
+    ) -> io.NodeOutput:
+        for error in (intensity_error(intensity), frames_error(frames), raw_id_error(raw_motion_id)):
+            if error:
+                raise ValueError(error)
+        samples = first_frame_samples(first_frame, "first_frame")
+        if model is not None:
+            require_cinemo_model(model, "model")
+            width = model.model.cinemo_config.cross_attention_dim
+            _check_text_width(positive, "positive", width)
+            _check_text_width(negative, "negative", width)
+        if raw_motion_id >= 0:
+            motion_id = checked_raw_motion_id(float(raw_motion_id))
+        else:
+            motion_id = intensity_to_motion_id(intensity)
+        values = {FIRST_FRAME_KEY: samples, MOTION_ID_KEY: motion_id}
+        positive = node_helpers.conditioning_set_values(positive, values)
+        negative = node_helpers.conditioning_set_values(negative, values)
+        videos, channels, height, width = samples.shape
+        residual = torch.zeros(
+            [videos, channels, frames - 1, height, width], device=comfy.model_management.intermediate_device()
+        )
+        return io.NodeOutput(positive, negative, {"samples": residual})
+
+
+NODES: list[type[io.ComfyNode]] = [CinemoConditioning]

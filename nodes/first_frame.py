@@ -1,3 +1,91 @@
-"""Cinemo nodes: first_frame (work in progress)."""
+"""Cinemo First Frame Encode: IMAGE -> the first-frame LATENT, fitted to the video size like the official code.
 
-NODES: list = []
+Each image is cover-resized and centre-cropped to ``width x height`` exactly as the official
+``animation.py`` does (``cinemo_core.preprocess.fit_image``), then encoded with the given VAE.
+
+Layout: an IMAGE batch ``[N, H, W, C]`` gives the first-frame LATENT ``[N, 4, height / 8, width / 8]``
+(unscaled, ComfyUI convention); image ``n`` animates video ``n``.
+Note: ComfyUI's VAE returns the posterior mean, where the official code draws a posterior sample.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from comfy_api.latest import io
+
+import comfy.model_management
+
+from ..cinemo_core.pipeline import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.preprocess import fit_image
+
+
+def size_error(name: str, value: object) -> str | None:
+    """Why ``value`` is not a usable frame side in pixels (None when it is)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
+        return (
+            f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 blocks; "
+            f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
+        )
+    return None
+
+
+class CinemoFirstFrameEncode(io.ComfyNode):
+    """Fits images to the video size (official resize + centre crop) and encodes them as first frames."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CinemoFirstFrameEncode",
+            display_name="Cinemo First Frame Encode",
+            category="Cinemo",
+            description=(
+                "Resizes each image to cover width x height, centre-crops it (as the official Cinemo code) and "
+                "encodes it with the VAE. A batch of N images animates N videos."
+            ),
+            inputs=[
+                io.Image.Input("image", tooltip="The image(s) to animate; each image of a batch becomes one video."),
+                io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (Cinemo's vae/, or its temporal VAE)."),
+                io.Int.Input(
+                    "width", default=DEFAULT_WIDTH, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                    tooltip="Video width in pixels, a multiple of 8. Cinemo was trained at 512.",
+                ),
+                io.Int.Input(
+                    "height", default=DEFAULT_HEIGHT, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                    tooltip="Video height in pixels, a multiple of 8. Cinemo was trained at 320.",
+                ),
+            ],
+            outputs=[
+                io.Latent.Output(
+                    display_name="first_frame",
+                    tooltip="The first-frame latent [images, 4, height/8, width/8] for Cinemo Conditioning.",
+                )
+            ],
+        )
+
+    @classmethod
+    def validate_inputs(cls, width: int | None = None, height: int | None = None) -> bool | str:
+        for name, value in (("width", width), ("height", height)):
+            if value is not None and (error := size_error(name, value)):
+                return error
+        return True
+
+    @classmethod
+    def execute(cls, image: torch.Tensor, vae, width: int, height: int) -> io.NodeOutput:
+        for name, value in (("width", width), ("height", height)):
+            if error := size_error(name, value):
+                raise ValueError(error)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the off-size advice is in the tooltip; don't spam the console
+            fitted = fit_image(image, width, height)  # [N, 3, height, width] in [-1, 1]
+        pixels = ((fitted + 1.0) / 2.0).movedim(1, -1)  # back to ComfyUI's IMAGE layout, 0..1
+        latent = vae.encode(pixels)
+        if latent.ndim == 5 and latent.shape[2] == 1:
+            latent = latent[:, :, 0]
+        if latent.ndim != 4:
+            raise ValueError(f"vae: expected an image VAE giving [images, 4, h, w] latents, got {list(latent.shape)}.")
+        return io.NodeOutput({"samples": latent.to(comfy.model_management.intermediate_device())})
+
+
+NODES: list[type[io.ComfyNode]] = [CinemoFirstFrameEncode]

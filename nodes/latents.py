@@ -1,0 +1,88 @@
+"""The three LATENT layouts of the Cinemo nodes, and checks that name the node input at fault.
+
+All follow ComfyUI's LATENT convention: ``{"samples": tensor}`` holding **unscaled** VAE latents (the
+sampler multiplies by the VAE scaling factor 0.18215 on the way in and divides on the way out).
+``N`` is the number of videos (one per input image), ``F`` the number of frames per video including
+the first, ``h, w`` the latent size (pixels / 8).
+
+* **first frame** ``[N, 4, h, w]``: the VAE latent of each fitted input image (Cinemo First Frame
+  Encode). Image ``n`` of an IMAGE batch animates video ``n``. A 5-D ``[N, 4, 1, h, w]`` latent (from a
+  video VAE) is accepted too.
+* **residual** ``[N, 4, F - 1, h, w]``: the motion residual, frames 1..F-1 minus the first frame. Cinemo
+  Conditioning outputs it as zeros; the samplers denoise it.
+* **frames** ``[N * F, 4, h, w]``: frames as batch, video-major (video ``n`` is rows ``n*F .. n*F+F-1``),
+  row ``n*F`` being the first frame itself. Core ``VAEDecode``, previews and video savers take it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..cinemo_core.sampling import assemble_video_latents
+
+
+def first_frame_samples(latent: dict, input_name: str) -> torch.Tensor:
+    """The ``[N, 4, h, w]`` first-frame latent in ``latent``; ``ValueError`` naming ``input_name`` otherwise."""
+    samples = _samples(latent, input_name)
+    if samples.ndim == 5 and samples.shape[2] == 1:
+        samples = samples[:, :, 0]
+    if samples.ndim != 4:
+        raise ValueError(
+            f"{input_name} must be a first-frame latent [images, 4, h, w] from 'Cinemo First Frame Encode' "
+            f"(or VAE Encode); got shape {list(samples.shape)}."
+        )
+    return samples
+
+
+def residual_samples(latent: dict, input_name: str) -> torch.Tensor:
+    """The ``[N, 4, F - 1, h, w]`` residual latent in ``latent``; ``ValueError`` naming ``input_name`` otherwise."""
+    samples = _samples(latent, input_name)
+    if samples.ndim != 5:
+        raise ValueError(
+            f"{input_name} must be a Cinemo residual latent [videos, 4, frames - 1, h, w] (the 'latent' output of "
+            f"'Cinemo Conditioning', after sampling); got a {samples.ndim}-D latent {list(samples.shape)}."
+        )
+    return samples
+
+
+def check_residual_matches_first_frame(
+    residual_shape: torch.Size | tuple, first_frame_shape: torch.Size | tuple, *, residual_name: str,
+    first_frame_name: str,
+) -> None:
+    """Raise ``ValueError`` naming both inputs unless a ``[N,4,F,h,w]`` residual fits an ``[N or 1,4,h,w]`` frame."""
+    if len(residual_shape) != 5:
+        raise ValueError(
+            f"{residual_name} must be a Cinemo residual latent [videos, 4, frames - 1, h, w] (the 'latent' output "
+            f"of 'Cinemo Conditioning'); got a {len(residual_shape)}-D latent {list(residual_shape)}."
+        )
+    if len(first_frame_shape) != 4:
+        raise ValueError(
+            f"{first_frame_name} must be a first-frame latent [images, 4, h, w] (from 'Cinemo First Frame Encode'); "
+            f"got {list(first_frame_shape)}."
+        )
+    videos, channels, _, height, width = residual_shape
+    if tuple(first_frame_shape[1:]) != (channels, height, width):
+        raise ValueError(
+            f"{first_frame_name} is for {first_frame_shape[-1] * 8}x{first_frame_shape[-2] * 8} pixels "
+            f"(latent {list(first_frame_shape[1:])}) but {residual_name} is for {width * 8}x{height * 8} "
+            f"(latent {[channels, height, width]}). Make the residual latent with 'Cinemo Conditioning' from "
+            "the same first frame."
+        )
+    if first_frame_shape[0] not in (1, videos):
+        raise ValueError(
+            f"{first_frame_name} holds {first_frame_shape[0]} images but {residual_name} holds {videos} videos; "
+            "use one image per video (or one image for all)."
+        )
+
+
+def frames_as_batch(first_frame: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Frames as batch ``[N * F, 4, h, w]`` (video-major, first frame first) from a first frame and a residual."""
+    video = assemble_video_latents(first_frame.unsqueeze(2), residual)  # [N, 4, F, h, w]
+    return video.transpose(1, 2).reshape(-1, *video.shape[1:2], *video.shape[3:]).contiguous()
+
+
+def _samples(latent: dict, input_name: str) -> torch.Tensor:
+    samples = latent.get("samples") if isinstance(latent, dict) else None
+    if not isinstance(samples, torch.Tensor):
+        raise ValueError(f"{input_name} is not a LATENT (a dict with a 'samples' tensor).")
+    return samples

@@ -1,0 +1,69 @@
+"""The traced step memory equals what a real forward allocates, and it scales as a video UNet should."""
+
+import pytest
+import torch
+
+from cinemo_core import CinemoUNet3D, CinemoUNetConfig
+from cinemo_core.memory import PeakTracker, chunked_quadratic_attention, step_memory_bytes
+
+MID = CinemoUNetConfig(
+    block_out_channels=(64, 128, 256, 256), num_attention_heads=2, cross_attention_dim=64, addition_time_embed_dim=64
+)
+
+
+def measured_peak(config, batch, frames, height, width, attention=torch.nn.functional.scaled_dot_product_attention):
+    """Peak live tensor bytes of a real CPU forward (random weights, inputs created inside the tracker)."""
+    torch.manual_seed(0)
+    model = CinemoUNet3D(config, attention=attention).eval()
+    tracker = PeakTracker()
+    with torch.inference_mode(), tracker:
+        x = torch.randn(batch, 4, frames, height, width)
+        base = torch.randn(batch, 4, 1, height, width)
+        context = torch.randn(batch, 77, config.cross_attention_dim)
+        out = model(x, torch.full((batch,), 500.0), context, base_content=base, motion_ids=torch.full((batch,), 90.0))
+    assert torch.isfinite(out).all()
+    return tracker.peak
+
+
+@pytest.mark.parametrize("config,shape", [
+    (CinemoUNetConfig.tiny(), (2, 15, 16, 16)),   # a 16-frame step, cond + uncond
+    (CinemoUNetConfig.tiny(), (1, 7, 8, 16)),     # the golden case's shape
+    (MID, (2, 7, 16, 24)),                        # two layers per block, two heads
+])
+def test_trace_equals_a_real_forward(config, shape):
+    traced = step_memory_bytes(config, *shape, torch.float32)
+    real = measured_peak(config, *shape)
+    assert traced == real
+
+
+def test_quadratic_attention_trace_equals_a_real_forward():
+    config, shape = CinemoUNetConfig.tiny(), (2, 3, 40, 32)   # 1280 tokens: more than one query chunk
+    traced = step_memory_bytes(config, *shape, torch.float32, memory_efficient_attention=False)
+    real = measured_peak(config, *shape, attention=chunked_quadratic_attention)
+    assert traced == real
+    assert traced > step_memory_bytes(config, *shape, torch.float32)
+
+
+def test_chunked_quadratic_attention_is_attention():
+    torch.manual_seed(1)
+    q, k, v = (torch.randn(2, 3, 1500, 8) for _ in range(3))
+    mask = torch.randn(1, 3, 1500, 1500)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(chunked_quadratic_attention(q, k, v, attn_mask=mask), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_official_step_scales_with_frames_batch_and_dtype():
+    official = CinemoUNetConfig.official()
+    fp16 = step_memory_bytes(official, 2, 15, 40, 64, torch.float16)   # 16 frames at 320x512, cond + uncond
+    print(f"official 16-frame CFG step at 320x512, fp16: {fp16 / 2**20:.0f} MiB")
+    assert 300 * 2**20 < fp16 < 2 * 2**30
+    assert step_memory_bytes(official, 2, 15, 40, 64, torch.float32) == pytest.approx(2 * fp16, rel=0.02)
+    assert step_memory_bytes(official, 1, 15, 40, 64, torch.float16) == pytest.approx(fp16 / 2, rel=0.1)
+    assert step_memory_bytes(official, 2, 7, 40, 64, torch.float16) == pytest.approx(fp16 / 2, rel=0.1)
+    assert step_memory_bytes(official, 2, 15, 40, 64, torch.float16, memory_efficient_attention=False) > 2 * fp16
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="residual_frames"):
+        step_memory_bytes(CinemoUNetConfig.tiny(), 1, bad, 8, 8, torch.float32)

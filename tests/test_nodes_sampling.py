@@ -1,0 +1,228 @@
+"""Sampling in a real ComfyUI: our MODEL, NOISE and SIGMAS through core samplers reproduce the official sampler.
+
+The golden ``tiny_a`` case (official Cinemo code, 10 DDIM steps, CFG 7.5) is fed in as conditioning tensors
+(its text embeddings are 32 wide, so no text encoder can make them) and run through core nodes.
+"""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from comfy_models import call_node, comfy_models, golden_conditioning, golden_model, pack_module  # noqa: F401
+from golden_case import relative_error
+
+SCALE = 0.18215
+
+
+@pytest.fixture(scope="module")
+def golden_inputs(golden_model, golden):
+    return golden_conditioning(golden)
+
+
+def golden_noise(first_frame, golden, mode="dct"):
+    """Our Init Noise node with the golden Gaussian draw in place of a seeded one."""
+    (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=0, low_pass=0.23, noise_timestep=975, mode=mode)
+    return dataclasses.replace(noise, base_noise=golden["dct_noise"])
+
+
+def custom_advanced(model, positive, negative, latent, noise, sigmas, sampler_name="ddim", cfg=7.5):
+    (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=cfg)
+    (sampler,) = call_node("KSamplerSelect", sampler_name=sampler_name)
+    output, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                          latent_image=latent)
+    return output["samples"]
+
+
+def test_init_noise_is_the_official_dct_init(golden_inputs, golden):
+    _, _, latent, first_frame = golden_inputs
+    x_t = golden_noise(first_frame, golden).generate_noise(latent)
+    assert isinstance(x_t, pack_module("nodes.init_noise").DiffusedNoise)
+    assert relative_error(x_t, golden["dct_latents"]) <= 1e-6
+
+    def seeded(seed, mode="dct"):
+        return call_node("CinemoInitNoise", first_frame=first_frame, seed=seed, low_pass=0.23, noise_timestep=975,
+                         mode=mode)[0].generate_noise(latent)
+
+    assert torch.equal(seeded(5), seeded(5))
+    assert relative_error(seeded(5), seeded(6)) > 0.5
+    generator = torch.Generator().manual_seed(5)
+    assert torch.equal(seeded(5, "plain"), torch.randn(tuple(latent["samples"].shape), generator=generator))
+    assert relative_error(seeded(5, "fft"), seeded(5)) > 1e-3
+
+
+def test_scheduler_gives_the_official_ddim_timesteps(golden_model, golden):
+    (sigmas,) = call_node("CinemoScheduler", steps=10)
+    alphas = golden["alphas_cumprod"].double()
+    timesteps = golden["timesteps_used"]
+    expected = torch.cat([((1 - alphas[timesteps]) / alphas[timesteps]).sqrt(), ((1 - alphas[0]) / alphas[0]).sqrt()[None]])
+    assert sigmas.shape == (11,)
+    assert relative_error(sigmas, expected) <= 1e-6
+    model_sampling = golden_model.get_model_object("model_sampling")
+    assert torch.equal(model_sampling.timestep(sigmas[:-1]), timesteps)
+    (fifty,) = call_node("CinemoScheduler", steps=50)
+    assert model_sampling.timestep(fifty[:-1]).tolist() == list(range(981, 0, -20))
+
+
+def test_sampler_custom_advanced_reproduces_golden(golden_model, golden_inputs, golden):
+    positive, negative, latent, first_frame = golden_inputs
+    (sigmas,) = call_node("CinemoScheduler", steps=10)
+    residual = custom_advanced(golden_model, positive, negative, latent, golden_noise(first_frame, golden), sigmas)
+    error = relative_error(residual * SCALE, golden["sampled_residual"])
+    print(f"SamplerCustomAdvanced + CinemoScheduler + ddim vs golden: relative error {error:.2e}")
+    assert error <= 1e-3
+
+
+def test_ksampler_reproduces_golden(golden_model, golden_inputs, golden):
+    """Core KSampler draws its own noise; the golden x_T reaches it through the latent it adds the noise to."""
+    import comfy.sample
+    import comfy.samplers
+
+    positive, negative, latent, _ = golden_inputs
+    seed = 11
+    sigma0 = float(comfy.samplers.KSampler(golden_model, 10, "cpu", "ddim", "ddim_uniform").sigmas[0])
+    own_noise = comfy.sample.prepare_noise(latent["samples"], seed)
+    offset = (golden["dct_latents"] * math.sqrt(1 + sigma0**2) - sigma0 * own_noise) / SCALE
+    (output,) = call_node("KSampler", model=golden_model, seed=seed, steps=10, cfg=7.5, sampler_name="ddim",
+                          scheduler="ddim_uniform", positive=positive, negative=negative,
+                          latent_image={"samples": offset}, denoise=1.0)
+    error = relative_error(output["samples"] * SCALE, golden["sampled_residual"])
+    print(f"KSampler ddim + ddim_uniform vs golden: relative error {error:.2e}")
+    assert error <= 1e-2
+
+
+def _start_probe():
+    """A SAMPLER that returns its starting point unchanged: shows how ComfyUI scaled the NOISE."""
+    import comfy.samplers
+
+    return comfy.samplers.KSAMPLER(lambda model, x, sigmas, **kwargs: x)
+
+
+@pytest.mark.parametrize("scheduler", ["cinemo", "ddim_uniform", "karras", "normal"])
+def test_noise_is_scaled_exactly_for_the_first_sigma(golden_model, golden_inputs, golden, scheduler):
+    positive, negative, latent, first_frame = golden_inputs
+    if scheduler == "cinemo":
+        (sigmas,) = call_node("CinemoScheduler", steps=10)
+    else:
+        (sigmas,) = call_node("BasicScheduler", model=golden_model, scheduler=scheduler, steps=10, denoise=1.0)
+    (guider,) = call_node("CFGGuider", model=golden_model, positive=positive, negative=negative, cfg=7.5)
+    start, _ = call_node("SamplerCustomAdvanced", noise=golden_noise(first_frame, golden), guider=guider,
+                         sampler=_start_probe(), sigmas=sigmas, latent_image=latent)
+    sigma0 = float(sigmas[0])
+    expected = golden["dct_latents"].double() * math.sqrt(1 + sigma0**2)  # x_T in ComfyUI's sampling space
+    assert relative_error(start["samples"] * SCALE, expected) <= 1e-6
+    # core unit noise is left to ComfyUI's own scaling
+    (random_noise,) = call_node("RandomNoise", noise_seed=3)
+    start, _ = call_node("SamplerCustomAdvanced", noise=random_noise, guider=guider, sampler=_start_probe(),
+                         sigmas=sigmas, latent_image=latent)
+    sigma_max = float(golden_model.get_model_object("model_sampling").sigma_max)
+    at_max = math.isclose(sigma0, sigma_max, rel_tol=1e-5)
+    assert at_max == (scheduler in ("karras", "normal"))  # both kinds of start are covered
+    factor = math.sqrt(1 + sigma0**2) if at_max else sigma0
+    expected = random_noise.generate_noise(latent).double() * factor
+    assert relative_error(start["samples"] * SCALE, expected) <= 1e-6
+
+
+def test_cinemo_sampler_equals_the_custom_graph(golden_model, golden_inputs):
+    positive, negative, latent, first_frame = golden_inputs
+    common = dict(model=golden_model, positive=positive, negative=negative, latent_image=latent,
+                  first_frame=first_frame, seed=21, steps=6, cfg=7.5, low_pass=0.23, noise_timestep=975)
+    (official,) = call_node("CinemoSampler", sampler_name="ddim", scheduler="cinemo_ddim", dct_init=True, **common)
+    (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=21, low_pass=0.23, noise_timestep=975,
+                         mode="dct")
+    (sigmas,) = call_node("CinemoScheduler", steps=6)
+    expected = custom_advanced(golden_model, positive, negative, latent, noise, sigmas)
+    assert relative_error(official["samples"], expected) <= 1e-6
+
+    (core,) = call_node("CinemoSampler", sampler_name="euler", scheduler="karras", dct_init=False, **common)
+    (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=21, low_pass=0.23, noise_timestep=975,
+                         mode="plain")
+    (sigmas,) = call_node("BasicScheduler", model=golden_model, scheduler="karras", steps=6, denoise=1.0)
+    expected = custom_advanced(golden_model, positive, negative, latent, noise, sigmas, sampler_name="euler")
+    assert relative_error(core["samples"], expected) <= 1e-6
+    assert relative_error(core["samples"], official["samples"]) > 1e-2
+
+
+def test_residual_to_frames_matches_golden_video_latents(comfyui, golden):
+    first_frame = {"samples": golden["base_content"][:, :, 0] / SCALE}
+    residual = {"samples": golden["sampled_residual"] / SCALE}
+    (frames,) = call_node("CinemoResidualToFrames", residual=residual, first_frame=first_frame)
+    expected = (golden["video_latents"] / SCALE)[0].transpose(0, 1)  # [8 frames, 4, h, w]
+    assert frames["samples"].shape == (8, 4, 8, 16)
+    assert relative_error(frames["samples"], expected) <= 1e-6
+    # two videos come video after video, each starting with its own first frame
+    two_first = {"samples": torch.cat([first_frame["samples"], -first_frame["samples"]])}
+    two_residual = {"samples": torch.cat([residual["samples"], 2 * residual["samples"]])}
+    (both,) = call_node("CinemoResidualToFrames", residual=two_residual, first_frame=two_first)
+    assert both["samples"].shape == (16, 4, 8, 16)
+    assert torch.equal(both["samples"][:8], frames["samples"])
+    assert torch.equal(both["samples"][8], -first_frame["samples"][0])
+    assert torch.allclose(both["samples"][9:], -first_frame["samples"] + 2 * residual["samples"][0].transpose(0, 1))
+
+
+def test_first_frame_of_another_size_is_named(golden_model, golden_inputs, golden):
+    positive, negative, latent, first_frame = golden_inputs
+    wrong = {"samples": torch.zeros(1, 4, 8, 8)}
+    with pytest.raises(ValueError, match=r"first_frame.*64x64 pixels.*residual is for 128x64"):
+        call_node("CinemoResidualToFrames", residual=latent, first_frame=wrong)
+    with pytest.raises(ValueError, match=r"first_frame .*64x64.*latent_image is for 128x64"):
+        call_node("CinemoSampler", model=golden_model, positive=positive, negative=negative, latent_image=latent,
+                  first_frame=wrong, seed=0, steps=2, cfg=7.5, sampler_name="ddim", scheduler="cinemo_ddim",
+                  dct_init=True, low_pass=0.23, noise_timestep=975)
+    (noise,) = call_node("CinemoInitNoise", first_frame=wrong, seed=0, low_pass=0.23, noise_timestep=975, mode="dct")
+    with pytest.raises(ValueError, match="first_frame"):
+        noise.generate_noise(latent)
+    # a latent of another size reaching the model through core nodes is caught when the model is conditioned
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (plain,) = call_node("RandomNoise", noise_seed=0)
+    with pytest.raises(ValueError, match=r"first frame in the (positive|negative) conditioning.*latent_image"):
+        custom_advanced(golden_model, positive, negative, {"samples": torch.zeros(1, 4, 7, 8, 8)}, plain, sigmas)
+
+
+def test_conditioning_without_first_frame_is_explained(golden_model, golden_inputs, golden):
+    positive, _, latent, _ = golden_inputs
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    bare_negative = [[golden["negative_encoder_hidden_states"], {}]]
+    with pytest.raises(ValueError, match="negative conditioning .* no Cinemo first frame.*Cinemo Conditioning"):
+        custom_advanced(golden_model, positive, bare_negative, latent, noise, sigmas)
+
+
+@pytest.mark.parametrize("method", ["latent2rgb", "taesd", "auto"])
+def test_progress_and_previews_come_every_step(golden_model, golden_inputs, method, monkeypatch):
+    import comfy.utils
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod(method))
+    # TAESD decodes 4-D latents only; a 5-D video latent must get Latent2RGB whatever is installed
+    previewer = latent_preview.get_previewer(torch.device("cpu"), golden_model.model.latent_format)
+    assert isinstance(previewer, latent_preview.Latent2RGBPreviewer)
+    updates = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kwargs: updates.append((value, total, preview)))
+    try:
+        positive, negative, latent, first_frame = golden_inputs
+        call_node("CinemoSampler", model=golden_model, positive=positive, negative=negative, latent_image=latent,
+                  first_frame=first_frame, seed=1, steps=3, cfg=7.5, sampler_name="ddim", scheduler="cinemo_ddim",
+                  dct_init=True, low_pass=0.23, noise_timestep=975)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert [(value, total) for value, total, _ in updates] == [(1, 3), (2, 3), (3, 3)]
+    for _, _, (image_format, image, _) in updates:
+        assert image_format == "JPEG" and image.size == (16, 8)  # latent width x height
+
+
+def test_first_frame_encode_fits_like_the_official_code(comfy_models):
+    from cinemo_core.preprocess import fit_image
+
+    (vae,) = call_node("VAELoader", vae_name=comfy_models.vae)
+    torch.manual_seed(0)
+    images = torch.rand(2, 50, 70, 3)
+    (latent,) = call_node("CinemoFirstFrameEncode", image=images, vae=vae, width=96, height=64)
+    assert latent["samples"].shape == (2, 4, 8, 12)
+    with pytest.warns(UserWarning, match="trained at 512x320"):
+        fitted = fit_image(images, 96, 64)
+    expected = vae.encode(((fitted + 1) / 2).movedim(1, -1))
+    assert torch.equal(latent["samples"], expected)
+    (second,) = call_node("CinemoFirstFrameEncode", image=images[1:], vae=vae, width=96, height=64)
+    assert relative_error(second["samples"], latent["samples"][1:]) <= 1e-5  # image n -> video n

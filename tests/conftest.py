@@ -7,6 +7,8 @@ import torch
 from golden_case import TINY_A
 from safetensors.torch import load_file
 
+pytest_plugins = ["comfy_models"]  # fixtures for the node tests
+
 
 @pytest.fixture(scope="session")
 def tiny_a_dir() -> Path:

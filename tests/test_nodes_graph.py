@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from comfy_models import WRONG_FILES, comfy_models  # noqa: F401
+from comfy_models import WRONG_FILES
 from PIL import Image
 
 OUR_NODES = (

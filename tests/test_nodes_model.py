@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from comfy_models import WRONG_FILES, call_node, comfy_models, golden_model, pack_module  # noqa: F401
+from comfy_models import WRONG_FILES, call_node, pack_module
 from golden_case import relative_error
 
 SCALE = 0.18215

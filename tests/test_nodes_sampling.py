@@ -9,7 +9,7 @@ import math
 
 import pytest
 import torch
-from comfy_models import call_node, comfy_models, golden_conditioning, golden_model, pack_module  # noqa: F401
+from comfy_models import call_node, golden_conditioning, pack_module
 from golden_case import relative_error
 
 SCALE = 0.18215

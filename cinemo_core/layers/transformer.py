@@ -118,5 +118,6 @@ class Transformer3D(nn.Module):
         tokens = h.permute(0, 2, 3, 1).reshape(frames_batch, height * width, channels)
         for block in self.transformer_blocks:
             tokens = block(tokens, context, num_frames)
-        h = tokens.view(frames_batch, height, width, channels).permute(0, 3, 1, 2)
+        # contiguous: a channels-last input would make every following convolution re-layout its weights
+        h = tokens.view(frames_batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
         return self.proj_out(h) + x

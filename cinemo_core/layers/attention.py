@@ -123,7 +123,7 @@ class RelativePositionBias(nn.Module):
         return self.relative_attention_bias(buckets).permute(2, 0, 1)
 
 
-class TemporalAttention(nn.Module):
+class TemporalAttention(Attention):
     """Self-attention across the frames of each spatial location: ``[(B N), F, C] -> [(B N), F, C]``."""
 
     def __init__(
@@ -140,15 +140,10 @@ class TemporalAttention(nn.Module):
         dtype=None,
         device=None,
     ) -> None:
-        super().__init__()
-        factory = {"dtype": dtype, "device": device}
-        self.heads = heads
-        self.attention = attention
-        self.to_q = operations.Linear(dim, dim, bias=False, **factory)
-        self.to_k = operations.Linear(dim, dim, bias=False, **factory)
-        self.to_v = operations.Linear(dim, dim, bias=False, **factory)
-        self.to_out = nn.ModuleList([operations.Linear(dim, dim, **factory)])
-        self.time_rel_pos_bias = RelativePositionBias(heads, num_buckets, max_distance, operations=operations, **factory)
+        super().__init__(dim, heads, attention=attention, operations=operations, dtype=dtype, device=device)
+        self.time_rel_pos_bias = RelativePositionBias(
+            heads, num_buckets, max_distance, operations=operations, dtype=dtype, device=device
+        )
         self.rotary_emb = RotaryEmbedding(rotary_dim, rotary_theta, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,238 @@
+"""The example workflows (workflows/), checked without ComfyUI against the schema snapshot.
+
+``tests/fixtures/node_schemas.json`` is the real ComfyUI's view of every node type the workflows use
+(taken by ``workflows/tools/node_schemas.py``; ``test_workflows_comfyui.py`` asserts it still equals the live
+schemas). The checks here read the JSON files as the frontend and ``POST /prompt`` would, independently of
+the generator: node types exist, links join matching types and slots, widget counts and values fit the
+schemas, every UI workflow has an identical API twin, a Note naming its weights and a thumbnail.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+WORKFLOWS = REPO / "workflows"
+sys.path.insert(0, str(WORKFLOWS / "tools"))
+import cinemo_workflows  # noqa: E402
+from node_schemas import FILE_COMBOS, load_snapshot  # noqa: E402
+
+SCHEMAS = load_snapshot()
+NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
+#: The file names users are told to use (README), per file combo.
+FILE_NAMES = {
+    ("CinemoModelLoader", "model_name"): {"Cinemo"},
+    ("CinemoTemporalVAELoader", "vae_name"): {"Cinemo/vae_temporal_decoder"},
+    ("CLIPLoader", "clip_name"): {"clip_l.safetensors"},
+    ("VAELoader", "vae_name"): {"vae-ft-mse-840000-ema-pruned.safetensors"},
+    ("LoadImage", "image"): {"example.png"},
+    ("LoadVideo", "file"): {"reference_clip.mp4"},
+}
+#: What each workflow must contain (the issue's list).
+REQUIRED_TYPES = {
+    "cinemo_image_to_video": {"SaveAnimatedWEBP", "CreateVideo", "SaveVideo", "CinemoSampler"},
+    "cinemo_paper_exact": {"SamplerCustomAdvanced", "CinemoScheduler", "CinemoInitNoise", "CFGGuider"},
+    "cinemo_motion_intensities": {"ImageStitch", "CinemoConditioning"},
+    "cinemo_init_comparison": {"CinemoInitNoise", "SamplerCustomAdvanced", "ImageStitch"},
+    "cinemo_chained_clips": {"ImageFromBatch", "ImageBatch", "SaveVideo"},
+    "cinemo_motion_from_video": {"LoadVideo", "CinemoMotionFromVideo"},
+}
+
+
+def load(name: str, api: bool = False) -> dict:
+    return json.loads(((WORKFLOWS / "api") if api else WORKFLOWS).joinpath(f"{name}.json").read_text())
+
+
+def widget_slots(schema: dict) -> list[tuple[str, str]]:
+    """The frontend's widgets_values layout: (input name or 'control'/'upload', kind) per entry."""
+    slots = []
+    for entry in schema["inputs"]:
+        if entry["widget"]:
+            slots.append((entry["name"], "value"))
+            if entry["control_after_generate"]:
+                slots.append((entry["name"], "control"))
+            if entry["upload"]:
+                slots.append((entry["name"], "upload"))
+    return slots
+
+
+def ui_to_api(ui: dict) -> dict:
+    """What the frontend's "Export (API)" makes of a UI workflow (Note nodes dropped)."""
+    links = {link[0]: link for link in ui["links"]}
+    prompt = {}
+    for node in ui["nodes"]:
+        if node["type"] == "Note":
+            continue
+        schema = SCHEMAS[node["type"]]
+        inputs = {}
+        values = dict(
+            (name, value) for (name, kind), value in zip(widget_slots(schema), node["widgets_values"]) if kind == "value"
+        )
+        linked = {slot["name"]: links[slot["link"]] for slot in node["inputs"] if slot["link"] is not None}
+        for entry in schema["inputs"]:
+            if entry["name"] in linked:
+                link = linked[entry["name"]]
+                inputs[entry["name"]] = [str(link[1]), link[2]]
+            elif entry["widget"]:
+                inputs[entry["name"]] = values[entry["name"]]
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+def test_all_six_workflows_exist_in_both_formats():
+    assert NAMES == sorted(cinemo_workflows.SPECS) and len(NAMES) == 6
+    for name in NAMES:
+        assert (WORKFLOWS / "api" / f"{name}.json").is_file(), name
+
+
+def test_files_are_what_the_generator_writes():
+    """workflows/*.json are generated; edit cinemo_workflows.py and rerun it rather than the JSON."""
+    assert cinemo_workflows.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_node_types_exist_and_the_workflow_does_its_job(name):
+    ui = load(name)
+    types = {node["type"] for node in ui["nodes"]}
+    assert types - {"Note"} <= set(SCHEMAS), types - set(SCHEMAS)
+    assert REQUIRED_TYPES[name] <= types
+    assert sum(node["type"] == "Note" for node in ui["nodes"]) == 1
+    ids = [node["id"] for node in ui["nodes"]]
+    assert len(set(ids)) == len(ids) and ui["last_node_id"] == max(ids)
+    assert ui["last_link_id"] == max(link[0] for link in ui["links"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_links_join_matching_types_and_slots(name):
+    ui = load(name)
+    nodes = {node["id"]: node for node in ui["nodes"]}
+    seen = set()
+    for link_id, source, source_slot, target, target_slot, kind in ui["links"]:
+        assert link_id not in seen
+        seen.add(link_id)
+        out = nodes[source]["outputs"][source_slot]
+        schema_out = SCHEMAS[nodes[source]["type"]]["outputs"][source_slot]
+        assert out["type"] == schema_out["type"] == kind, (name, link_id)
+        assert link_id in out["links"]
+        slot = nodes[target]["inputs"][target_slot]
+        assert slot["link"] == link_id, (name, link_id)
+        entry = next(e for e in SCHEMAS[nodes[target]["type"]]["inputs"] if e["name"] == slot["name"])
+        assert slot["type"] == entry["type"] and entry["type"] in (kind, "*"), (name, link_id, slot, kind)
+    for node in ui["nodes"]:
+        if node["type"] == "Note":
+            continue
+        schema = SCHEMAS[node["type"]]
+        linked = {slot["name"] for slot in node["inputs"] if slot["link"] is not None}
+        for entry in schema["inputs"]:
+            if not entry["widget"]:
+                assert any(slot["name"] == entry["name"] for slot in node["inputs"]), (name, node["id"], entry)
+                if not entry["optional"]:
+                    assert entry["name"] in linked, f"{name}: {node['type']} #{node['id']} {entry['name']} unlinked"
+        for slot in node["inputs"]:
+            if slot["link"] is not None:
+                assert slot["link"] in seen
+        for out in node["outputs"]:
+            assert set(out["links"]) <= seen
+    # every output node is fed, and every non-output node's result is used
+    used = {link[1] for link in ui["links"]}
+    for node in ui["nodes"]:
+        if node["type"] != "Note" and not SCHEMAS[node["type"]]["output_node"]:
+            assert node["id"] in used, f"{name}: {node['type']} #{node['id']} leads nowhere"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_widget_values_fit_the_schemas(name):
+    for node in load(name)["nodes"]:
+        if node["type"] == "Note":
+            assert len(node["widgets_values"]) == 1 and isinstance(node["widgets_values"][0], str)
+            continue
+        schema = SCHEMAS[node["type"]]
+        slots = widget_slots(schema)
+        assert len(node["widgets_values"]) == len(slots), (name, node["type"], node["widgets_values"], slots)
+        entries = {e["name"]: e for e in schema["inputs"]}
+        for (input_name, kind), value in zip(slots, node["widgets_values"]):
+            entry = entries[input_name]
+            where = f"{name}: {node['type']} #{node['id']} {input_name}={value!r}"
+            if kind == "control":
+                assert value in CONTROL_VALUES, where
+            elif kind == "upload":
+                assert value == "image", where
+            elif (node["type"], input_name) in FILE_NAMES:
+                assert (node["type"], input_name) in FILE_COMBOS and value in FILE_NAMES[(node["type"], input_name)], where
+            elif entry["type"] == "COMBO":
+                assert value in entry["options"], where
+            elif entry["type"] in ("INT", "FLOAT"):
+                assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+                assert entry["type"] == "FLOAT" or isinstance(value, int), where
+                assert entry["min"] is None or value >= entry["min"], where
+                assert entry["max"] is None or value <= entry["max"], where
+            elif entry["type"] == "BOOLEAN":
+                assert isinstance(value, bool), where
+            elif entry["type"] == "STRING":
+                assert isinstance(value, str), where
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_api_twin_describes_the_same_graph(name):
+    api = load(name, api=True)
+    stripped = {key: {"class_type": node["class_type"], "inputs": node["inputs"]} for key, node in api.items()}
+    assert stripped == ui_to_api(load(name))
+    for node in api.values():
+        assert node["_meta"]["title"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_note_names_the_weights_and_a_thumbnail_exists(name):
+    ui = load(name)
+    note = next(node for node in ui["nodes"] if node["type"] == "Note")["widgets_values"][0]
+    used = {value for node in ui_to_api(ui).values() for value in node["inputs"].values() if isinstance(value, str)}
+    for (node_type, input_name), names in FILE_NAMES.items():
+        for file_name in names & used:
+            if node_type != "LoadImage":
+                assert file_name in note, f"{name}: the note does not mention {file_name}"
+    thumbnail = WORKFLOWS / f"{name}.jpg"
+    assert thumbnail.is_file(), f"{thumbnail} is missing (tests/test_workflows_browser.py takes it)"
+    assert thumbnail.read_bytes()[:3] == b"\xff\xd8\xff"
+
+
+def test_paper_exact_settings():
+    api = load("cinemo_paper_exact", api=True)
+    by_type = {node["class_type"]: node["inputs"] for node in api.values()}
+    assert by_type["CinemoScheduler"]["steps"] == 50
+    assert by_type["KSamplerSelect"]["sampler_name"] == "ddim"
+    assert by_type["CFGGuider"]["cfg"] == 7.5
+    noise = by_type["CinemoInitNoise"]
+    assert (noise["mode"], noise["low_pass"], noise["noise_timestep"]) == ("dct", 0.23, 975)
+    assert (by_type["CinemoConditioning"]["frames"], by_type["CinemoConditioning"]["intensity"]) == (16, 9)
+    assert (by_type["CinemoFirstFrameEncode"]["width"], by_type["CinemoFirstFrameEncode"]["height"]) == (512, 320)
+    assert by_type["CinemoTemporalVAEDecode"]["chunk_size"] == 14
+
+
+def test_init_comparison_uses_one_seed_and_three_modes():
+    api = load("cinemo_init_comparison", api=True)
+    noises = [node["inputs"] for node in api.values() if node["class_type"] == "CinemoInitNoise"]
+    assert sorted(n["mode"] for n in noises) == ["dct", "fft", "plain"]
+    assert len({n["seed"] for n in noises}) == 1
+
+
+def test_intensities_differ_and_motion_from_video_feeds_conditioning():
+    api = load("cinemo_motion_intensities", api=True)
+    assert len({n["inputs"]["intensity"] for n in api.values() if n["class_type"] == "CinemoConditioning"}) == 3
+    api = load("cinemo_motion_from_video", api=True)
+    cond = next(n for n in api.values() if n["class_type"] == "CinemoConditioning")
+    assert api[cond["inputs"]["intensity"][0]]["class_type"] == "CinemoMotionFromVideo"
+
+
+def test_chained_clip_two_starts_from_clip_ones_last_frame():
+    api = load("cinemo_chained_clips", api=True)
+    encodes = [key for key, n in api.items() if n["class_type"] == "CinemoFirstFrameEncode"]
+    second = next(api[key] for key in encodes if api[key]["inputs"]["image"][0] != encodes[0]
+                  and api[api[key]["inputs"]["image"][0]]["class_type"] == "ImageFromBatch")
+    last = api[second["inputs"]["image"][0]]["inputs"]
+    assert last["batch_index"] == 4095 and last["length"] == 1  # ImageFromBatch clamps to the last frame
+    assert api[last["image"][0]]["class_type"] == "VAEDecode"

@@ -1,0 +1,409 @@
+"""The example workflows, described once in Python and written in both formats.
+
+``python workflows/tools/cinemo_workflows.py`` writes ``workflows/<name>.json`` (UI format: what users drag
+into ComfyUI, and what its template browser lists) and ``workflows/api/<name>.json`` (API format, for
+``POST /prompt``). Widget orders, input slots and output names come from the schema snapshot
+``tests/fixtures/node_schemas.json`` (see ``node_schemas.py``). ``--check`` only compares.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from node_schemas import REPO, load_snapshot  # noqa: E402
+
+WORKFLOWS_DIR = REPO / "workflows"
+API_DIR = WORKFLOWS_DIR / "api"
+
+#: Model and input file names, as the README tells users to name them.
+UNET = "Cinemo"                                          # models/cinemo/Cinemo/ (the whole hf download)
+TEMPORAL_VAE = "Cinemo/vae_temporal_decoder"             # the same download, through Cinemo Load Temporal VAE
+CLIP_L = "clip_l.safetensors"                            # models/text_encoders/
+SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"      # models/vae/
+IMAGE = "example.png"                                    # ComfyUI's own input/example.png
+REFERENCE_VIDEO = "reference_clip.mp4"                   # input/, any short clip
+PROMPT = "a beautiful scene, gentle natural motion, high quality"
+SEED = 42
+FPS = 8.0  # Cinemo's clips are 8 fps
+
+COLUMN = 360
+MODELS_NOTE = f"""Cinemo weights (https://huggingface.co/maxin-cn/Cinemo):
+- models/cinemo/Cinemo/  <- the whole download (hf download maxin-cn/Cinemo --local-dir ComfyUI/models/cinemo/Cinemo); Cinemo Model Loader lists it as "{UNET}"
+- models/text_encoders/{CLIP_L}  <- SD 1.x CLIP-L text encoder (e.g. Cinemo's text_encoder/model.safetensors, renamed)
+- models/vae/{SD_VAE}  <- SD 1.x VAE (stabilityai/sd-vae-ft-mse-original)
+"""
+TEMPORAL_NOTE = f"""Cinemo weights (https://huggingface.co/maxin-cn/Cinemo):
+- models/cinemo/Cinemo/  <- the whole download (hf download maxin-cn/Cinemo --local-dir ComfyUI/models/cinemo/Cinemo); Cinemo Model Loader lists it as "{UNET}", Cinemo Load Temporal VAE lists "{TEMPORAL_VAE}"
+- models/text_encoders/{CLIP_L}  <- SD 1.x CLIP-L text encoder (e.g. Cinemo's text_encoder/model.safetensors, renamed)
+"""
+
+
+@dataclass(frozen=True)
+class Out:
+    """Output ``slot`` of node ``node``."""
+
+    node: int
+    slot: int = 0
+
+
+@dataclass
+class Node:
+    id: int
+    type: str
+    values: dict          # widget name -> value, or input name -> Out
+    pos: tuple[float, float]
+    title: str | None = None
+    control: str = "fixed"
+    fallbacks: dict = field(default_factory=dict)   # values kept by widgets that a link feeds
+    size: tuple[float, float] | None = None
+
+
+@dataclass
+class Graph:
+    name: str
+    description: str
+    note: str
+    schemas: dict
+    nodes: list[Node] = field(default_factory=list)
+
+    def add(self, node_type: str, col: float, row: float, title: str | None = None, fallbacks: dict | None = None,
+            **values) -> Node:
+        if node_type != "Note":
+            schema = self.schemas[node_type]
+            known = {entry["name"] for entry in schema["inputs"]}
+            unknown = set(values) - known
+            if unknown:
+                raise ValueError(f"{node_type} has no inputs {sorted(unknown)}")
+            missing = [e["name"] for e in schema["inputs"]
+                       if not e["optional"] and e["name"] not in values]
+            if missing:
+                raise ValueError(f"{self.name}: {node_type} needs {missing}")
+        node = Node(len(self.nodes) + 1, node_type, values, (col * COLUMN, row), title, fallbacks=fallbacks or {})
+        self.nodes.append(node)
+        return node
+
+    def out(self, node: Node, slot: int = 0) -> Out:
+        return Out(node.id, slot)
+
+
+# ---------------------------------------------------------------------------------------------- formats
+
+
+def _estimate_size(schema: dict, linked_widgets: int) -> tuple[int, int]:
+    slots = max(sum(not e["widget"] for e in schema["inputs"]) + linked_widgets, len(schema["outputs"]))
+    widgets = sum(e["widget"] + e["control_after_generate"] + bool(e["upload"]) for e in schema["inputs"])
+    return 320, 30 + 22 * slots + 26 * widgets
+
+
+def to_ui(graph: Graph) -> dict:
+    """The frontend's workflow format (version 0.4)."""
+    links: list[list] = []
+    ui_nodes = []
+    inbound: dict[tuple[int, str], int] = {}
+    outbound: dict[tuple[int, int], list[int]] = {}
+    by_id = {node.id: node for node in graph.nodes}
+    for node in graph.nodes:
+        if node.type == "Note":
+            continue
+        for entry in graph.schemas[node.type]["inputs"]:
+            value = node.values.get(entry["name"])
+            if isinstance(value, Out):
+                source = by_id[value.node]
+                kind = graph.schemas[source.type]["outputs"][value.slot]["type"]
+                link_id = len(links) + 1
+                target_slot = _ui_input_names(graph.schemas[node.type], node).index(entry["name"])
+                links.append([link_id, value.node, value.slot, node.id, target_slot, kind])
+                inbound[(node.id, entry["name"])] = link_id
+                outbound.setdefault((value.node, value.slot), []).append(link_id)
+    for order, node in enumerate(graph.nodes):
+        if node.type == "Note":
+            ui_nodes.append({
+                "id": node.id, "type": "Note", "pos": list(node.pos), "size": [420, 220], "flags": {},
+                "order": order, "mode": 0, "inputs": [], "outputs": [], "title": node.title or "Note",
+                "properties": {}, "widgets_values": [node.values["text"]], "color": "#432", "bgcolor": "#653",
+            })
+            continue
+        schema = graph.schemas[node.type]
+        inputs = []
+        for name in _ui_input_names(schema, node):
+            entry = next(e for e in schema["inputs"] if e["name"] == name)
+            slot = {"name": name, "type": entry["type"], "link": inbound.get((node.id, name))}
+            if entry["widget"]:
+                slot["widget"] = {"name": name}
+            inputs.append(slot)
+        outputs = [
+            {"name": out["name"], "type": out["type"], "links": outbound.get((node.id, index), [])}
+            for index, out in enumerate(schema["outputs"])
+        ]
+        widgets_values = []
+        for entry in schema["inputs"]:
+            if not entry["widget"]:
+                continue
+            value = node.values.get(entry["name"])
+            widgets_values.append(node.fallbacks[entry["name"]] if isinstance(value, Out) else value)
+            if entry["control_after_generate"]:
+                widgets_values.append(node.control)
+            if entry["upload"]:
+                widgets_values.append("image")
+        linked_widgets = sum(1 for e in schema["inputs"] if e["widget"] and isinstance(node.values.get(e["name"]), Out))
+        item = {
+            "id": node.id, "type": node.type, "pos": list(node.pos),
+            "size": list(node.size or _estimate_size(schema, linked_widgets)), "flags": {}, "order": order,
+            "mode": 0, "inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": node.type},
+            "widgets_values": widgets_values,
+        }
+        if node.title:
+            item["title"] = node.title
+        ui_nodes.append(item)
+    return {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"cinemo-workflow/{graph.name}")),
+        "revision": 0,
+        "last_node_id": max(node.id for node in graph.nodes),
+        "last_link_id": len(links),
+        "nodes": ui_nodes,
+        "links": links,
+        "groups": [],
+        "config": {},
+        "extra": {"ds": {"scale": 0.75, "offset": [40, 40]}, "cinemo": {"description": graph.description}},
+        "version": 0.4,
+    }
+
+
+def _ui_input_names(schema: dict, node: Node) -> list[str]:
+    """Input slots of a node as frontend 1.27 orders them: link inputs, then one socket per widget."""
+    return [e["name"] for e in schema["inputs"] if not e["widget"]] + [e["name"] for e in schema["inputs"] if e["widget"]]
+
+
+def to_api(graph: Graph) -> dict:
+    """The API (prompt) format: Note nodes dropped, control_after_generate and upload buttons not included."""
+    prompt = {}
+    for node in graph.nodes:
+        if node.type == "Note":
+            continue
+        inputs = {}
+        for entry in graph.schemas[node.type]["inputs"]:
+            if entry["name"] not in node.values:
+                continue
+            value = node.values[entry["name"]]
+            inputs[entry["name"]] = [str(value.node), value.slot] if isinstance(value, Out) else value
+        prompt[str(node.id)] = {"inputs": inputs, "class_type": node.type, "_meta": {"title": node.title or node.type}}
+    return prompt
+
+
+# -------------------------------------------------------------------------------------------- workflows
+
+
+def _common(g: Graph, vae_name: str | None = SD_VAE, temporal: bool = False, image: bool = True):
+    """Loaders, prompt and first frame: returns (model, positive, negative, vae, first frame, image)."""
+    g.add("Note", 0, -260, title="Models to load", text=g.note)
+    clip = g.add("CLIPLoader", 0, 0, clip_name=CLIP_L, type="stable_diffusion", device="default")
+    pos = g.add("CLIPTextEncode", 1, 0, title="Prompt", text=PROMPT, clip=g.out(clip))
+    neg = g.add("CLIPTextEncode", 1, 260, title="Negative prompt", text="", clip=g.out(clip))
+    model = g.add("CinemoModelLoader", 0, 180, model_name=UNET, weight_dtype="default")
+    if temporal:
+        vae = g.add("CinemoTemporalVAELoader", 0, 320, vae_name=TEMPORAL_VAE)
+    else:
+        vae = g.add("VAELoader", 0, 320, vae_name=vae_name)
+    img = None
+    first = None
+    if image:
+        img = g.add("LoadImage", 0, 440, image=IMAGE)
+        first = g.add("CinemoFirstFrameEncode", 1, 480, image=g.out(img), vae=g.out(vae), width=512, height=320)
+    return model, pos, neg, vae, first, img
+
+
+def _conditioning(g: Graph, col, row, model, pos, neg, first, title=None, intensity=9):
+    return g.add("CinemoConditioning", col, row, title=title, positive=g.out(pos), negative=g.out(neg),
+                 first_frame=g.out(first), intensity=intensity, frames=16, raw_motion_id=-1.0, model=g.out(model))
+
+
+def _sampler(g: Graph, col, row, model, cond, first, title=None, seed=SEED):
+    return g.add("CinemoSampler", col, row, title=title, model=g.out(model), positive=g.out(cond, 0),
+                 negative=g.out(cond, 1), latent_image=g.out(cond, 2), first_frame=g.out(first), seed=seed,
+                 steps=50, cfg=7.5, sampler_name="ddim", scheduler="cinemo_ddim", dct_init=True, low_pass=0.23,
+                 noise_timestep=975)
+
+
+def _decode(g: Graph, col, row, sample, first, vae, title=None):
+    frames = g.add("CinemoResidualToFrames", col, row, residual=g.out(sample), first_frame=g.out(first))
+    return g.add("VAEDecode", col + 1, row, title=title, samples=g.out(frames), vae=g.out(vae))
+
+
+def _save_webp(g: Graph, col, row, images, prefix):
+    return g.add("SaveAnimatedWEBP", col, row, images=g.out(images), filename_prefix=prefix, fps=FPS,
+                 lossless=False, quality=90, method="default")
+
+
+def _save_mp4(g: Graph, col, row, images, prefix):
+    video = g.add("CreateVideo", col, row, images=g.out(images), fps=FPS)
+    return g.add("SaveVideo", col, row + 140, video=g.out(video), filename_prefix=prefix, format="mp4", codec="h264")
+
+
+def image_to_video(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first)
+    sample = _sampler(g, 3, 0, model, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/image_to_video")
+    _save_mp4(g, 6, 420, images, "cinemo/image_to_video")
+
+
+def paper_exact(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g, temporal=True)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first)
+    noise = g.add("CinemoInitNoise", 2, 360, first_frame=g.out(first), seed=SEED, low_pass=0.23,
+                  noise_timestep=975, mode="dct")
+    sigmas = g.add("CinemoScheduler", 2, 620, steps=50)
+    sampler = g.add("KSamplerSelect", 2, 720, sampler_name="ddim")
+    guider = g.add("CFGGuider", 3, 0, model=g.out(model), positive=g.out(cond, 0), negative=g.out(cond, 1), cfg=7.5)
+    sample = g.add("SamplerCustomAdvanced", 3, 200, noise=g.out(noise), guider=g.out(guider),
+                   sampler=g.out(sampler), sigmas=g.out(sigmas), latent_image=g.out(cond, 2))
+    frames = g.add("CinemoResidualToFrames", 4, 0, residual=g.out(sample), first_frame=g.out(first))
+    images = g.add("CinemoTemporalVAEDecode", 4, 160, vae=g.out(vae), samples=g.out(frames), frames_per_clip=16,
+                   chunk_size=14)
+    _save_webp(g, 5, 0, images, "cinemo/paper_exact")
+    _save_mp4(g, 5, 420, images, "cinemo/paper_exact")
+
+
+def _stitch_three(g: Graph, col, row, a, b, c):
+    ab = g.add("ImageStitch", col, row, image1=g.out(a), image2=g.out(b), direction="right",
+               match_image_size=True, spacing_width=8, spacing_color="white")
+    return g.add("ImageStitch", col, row + 260, image1=g.out(ab), image2=g.out(c), direction="right",
+                 match_image_size=True, spacing_width=8, spacing_color="white")
+
+
+def motion_intensities(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    decoded = []
+    for index, intensity in enumerate((3, 9, 15)):
+        row = index * 420
+        cond = _conditioning(g, 2, row, model, pos, neg, first, title=f"Conditioning: intensity {intensity}",
+                             intensity=intensity)
+        sample = _sampler(g, 3, row, model, cond, first, title=f"Sampler: intensity {intensity}")
+        decoded.append(_decode(g, 4, row, sample, first, vae, title=f"Decode: intensity {intensity}"))
+    side_by_side = _stitch_three(g, 6, 0, *decoded)
+    _save_webp(g, 7, 0, side_by_side, "cinemo/intensity_3_9_15")
+
+
+def init_comparison(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first)
+    sigmas = g.add("CinemoScheduler", 2, 400, steps=50)
+    sampler = g.add("KSamplerSelect", 2, 500, sampler_name="ddim")
+    guider = g.add("CFGGuider", 2, 600, model=g.out(model), positive=g.out(cond, 0), negative=g.out(cond, 1), cfg=7.5)
+    decoded = []
+    for index, (mode, label) in enumerate((("dct", "DCTInit"), ("fft", "FFT init"), ("plain", "plain noise"))):
+        row = index * 380
+        noise = g.add("CinemoInitNoise", 3, row, title=f"Init noise: {label}", first_frame=g.out(first), seed=SEED,
+                      low_pass=0.23, noise_timestep=975, mode=mode)
+        sample = g.add("SamplerCustomAdvanced", 4, row, title=f"Sample: {label}", noise=g.out(noise),
+                       guider=g.out(guider), sampler=g.out(sampler), sigmas=g.out(sigmas), latent_image=g.out(cond, 2))
+        decoded.append(_decode(g, 5, row, sample, first, vae, title=f"Decode: {label}"))
+    side_by_side = _stitch_three(g, 7, 0, *decoded)
+    _save_webp(g, 8, 0, side_by_side, "cinemo/dct_fft_plain")
+
+
+def chained_clips(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first, title="Conditioning: clip 1")
+    sample = _sampler(g, 3, 0, model, cond, first, title="Sampler: clip 1")
+    clip1 = _decode(g, 4, 0, sample, first, vae, title="Decode: clip 1")
+    last = g.add("ImageFromBatch", 1, 760, title="Last frame of clip 1", image=g.out(clip1), batch_index=4095,
+                 length=1)
+    first2 = g.add("CinemoFirstFrameEncode", 1, 920, title="First frame of clip 2", image=g.out(last),
+                   vae=g.out(vae), width=512, height=320)
+    cond2 = _conditioning(g, 2, 720, model, pos, neg, first2, title="Conditioning: clip 2")
+    sample2 = _sampler(g, 3, 720, model, cond2, first2, title="Sampler: clip 2", seed=SEED + 1)
+    clip2 = _decode(g, 4, 720, sample2, first2, vae, title="Decode: clip 2")
+    rest = g.add("ImageFromBatch", 6, 720, title="Clip 2 without its first frame", image=g.out(clip2), batch_index=1,
+                 length=4096)
+    joined = g.add("ImageBatch", 7, 360, title="Clip 1 + clip 2", image1=g.out(clip1), image2=g.out(rest))
+    _save_mp4(g, 8, 360, joined, "cinemo/chained")
+
+
+def motion_from_video(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    video = g.add("LoadVideo", 2, 560, title="Reference clip", file=REFERENCE_VIDEO)
+    parts = g.add("GetVideoComponents", 2, 900, video=g.out(video))
+    motion = g.add("CinemoMotionFromVideo", 3, 560, images=g.out(parts), frame_step=1)
+    g.add("PreviewAny", 4, 560, title="Measured intensity", source=g.out(motion))
+    cond = g.add("CinemoConditioning", 3, 0, fallbacks={"intensity": 9}, positive=g.out(pos), negative=g.out(neg), first_frame=g.out(first),
+                 intensity=g.out(motion), frames=16, raw_motion_id=-1.0, model=g.out(model))
+    sample = _sampler(g, 4, 0, model, cond, first)
+    images = _decode(g, 5, 0, sample, first, vae)
+    _save_mp4(g, 7, 0, images, "cinemo/motion_from_video")
+
+
+SPECS = {
+    "cinemo_image_to_video": (
+        image_to_video, MODELS_NOTE,
+        "Image to video with the all-in-one Cinemo Sampler; saves an animated WEBP and an MP4.",
+    ),
+    "cinemo_paper_exact": (
+        paper_exact, TEMPORAL_NOTE,
+        "The paper's settings with core SamplerCustomAdvanced: Cinemo Scheduler (50 steps), ddim, CFG 7.5, "
+        "DCTInit noise (0.23, t=975), 16 frames at 512x320, and the temporal VAE decoded in 14-frame chunks.",
+    ),
+    "cinemo_motion_intensities": (
+        motion_intensities, MODELS_NOTE,
+        "One image at motion intensities 3, 9 and 15 (same seed), side by side in one animated WEBP.",
+    ),
+    "cinemo_init_comparison": (
+        init_comparison, MODELS_NOTE,
+        "DCTInit vs FFT init vs plain noise on the same seed, side by side in one animated WEBP.",
+    ),
+    "cinemo_chained_clips": (
+        chained_clips, MODELS_NOTE,
+        "A longer clip: the last frame of clip 1 is the first frame of clip 2; both joined into one MP4 "
+        "(clip 2's first frame, a copy, is dropped). Copy the clip 2 nodes to chain more.",
+    ),
+    "cinemo_motion_from_video": (
+        motion_from_video, MODELS_NOTE + f"- input/{REFERENCE_VIDEO}  <- the reference clip whose motion to match\n",
+        "Measures the motion intensity of a reference clip (Cinemo Motion From Video) and animates the image "
+        "with it.",
+    ),
+}
+
+
+def build(name: str, schemas: dict | None = None) -> Graph:
+    builder, note, description = SPECS[name]
+    graph = Graph(name, description, f"{description}\n\n{note}", schemas or load_snapshot())
+    builder(graph)
+    return graph
+
+
+def render(name: str, schemas: dict | None = None) -> tuple[dict, dict]:
+    graph = build(name, schemas)
+    return to_ui(graph), to_api(graph)
+
+
+def dumps(data: dict) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    API_DIR.mkdir(parents=True, exist_ok=True)
+    for name in SPECS:
+        ui, api = render(name)
+        for path, data in ((WORKFLOWS_DIR / f"{name}.json", ui), (API_DIR / f"{name}.json", api)):
+            text = dumps(data)
+            if check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(path)
+            else:
+                path.write_text(text)
+    if stale:
+        print("out of date:", *map(str, stale), sep="\n  ")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -9,8 +9,11 @@ Every argument is checked, and the image, output folder and model folder are loo
 anything heavy is loaded. The video is written to a temporary file next to ``--out`` and renamed
 only when complete, so an interrupted run leaves no broken video.
 
-Exit status: 0 on success, 2 for a bad argument or input (nothing is written), 1 when loading or
-generation fails, 130 when interrupted.
+``--download`` (with ``--model DIR``) fetches the parts of ``maxin-cn/Cinemo`` missing in DIR from Hugging
+Face first; nothing is downloaded without it.
+
+Exit status: 0 on success, 2 for a bad argument or input (nothing is written), 1 when downloading, loading
+or generation fails, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -81,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--demo", action="store_true",
         help="run a tiny RANDOM-weight model offline (output is meaningless; shows the pipeline works)",
+    )
+    parser.add_argument(
+        "--download", action="store_true",
+        help="with --model DIR: first fetch the parts of maxin-cn/Cinemo missing in DIR from Hugging Face "
+        "(needs network and huggingface_hub; parts already there are kept)",
     )
     parser.add_argument("--prompt", "-p", default="", metavar="TEXT", help="what should move and how (default: empty)")
     parser.add_argument("--negative-prompt", "-n", default="", metavar="TEXT", help="what to avoid (default: empty)")
@@ -176,6 +184,8 @@ def _check_inputs(
         raise UsageError("give --model DIR (the downloaded maxin-cn/Cinemo folder), or --demo to try a tiny model.")
     if not args.demo and not args.image:
         raise UsageError("give the IMAGE to animate (only --demo runs without one).")
+    if args.download and not args.model:
+        raise UsageError("--download needs --model DIR: the folder to download maxin-cn/Cinemo into.")
     settings = _settings_from(args)
     try:
         out = check_output_path(args.out)
@@ -197,11 +207,24 @@ def _check_inputs(
     except ValueError as error:
         raise UsageError(f"--device/--dtype: {error}") from None
     if args.model:
+        if args.download:
+            _download(args)
         try:
             locate_model_files(args.model, vae=args.vae)
         except ModelFolderError as error:
             raise UsageError(f"--model: {error}") from None
     return settings, out, fps, image, device, dtype
+
+
+def _download(args: argparse.Namespace) -> None:
+    """Fetch the parts of the released model that ``--model`` lacks (raises ``DownloadError``)."""
+    from .download import CLI_PARTS, download_cinemo, missing_parts
+
+    parts = tuple("vae" if p == "vae_temporal_decoder" and args.vae == "kl" else p for p in CLI_PARTS)
+    todo = missing_parts(args.model, parts)
+    if todo and not args.quiet:
+        print(f"Downloading {', '.join(todo)} of maxin-cn/Cinemo into {args.model} ...", file=sys.stderr)
+    download_cinemo(args.model, parts)
 
 
 @contextlib.contextmanager
@@ -277,6 +300,8 @@ def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
+    from .download import DownloadError
+
     stderr, stdout = sys.stderr, sys.stdout
     parser = build_parser()
     try:
@@ -290,6 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except UsageError as error:
             print(f"{PROG}: error: {error}", file=stderr)
             return EXIT_USAGE
+        except DownloadError as error:
+            print(f"{PROG}: error: {error}", file=stderr)
+            return EXIT_FAILURE
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted; no video was written to {args.out}.", file=stderr)
             return EXIT_INTERRUPTED

@@ -6,7 +6,10 @@ Listed entries:
 * every diffusers UNet folder under ``models/cinemo/`` (``config.json`` + ``diffusion_pytorch_model.*``), and
   every folder holding such a ``unet/`` folder (the released ``maxin-cn/Cinemo`` layout) as that folder;
 * Cinemo folders directly under ``models/diffusers/`` (their UNet config has ``addition_embed_type:
-  motion_ids``), listed as ``diffusers/<name>``.
+  motion_ids``), listed as ``diffusers/<name>``;
+* always, last, ``DOWNLOAD_ENTRY``: only when the user picks it is the released UNet fetched from Hugging
+  Face into ``models/cinemo/Cinemo/unet`` (skipped when already there), then loaded like the ``Cinemo`` entry.
+  When no model is installed, ``NO_MODEL_ENTRY`` comes first, so the download is never the preselected value.
 
 Reading, identification of foreign weights and key checks are ``cinemo_core.checkpoint``'s; building the
 ComfyUI model is ``comfy_model.build_model_patcher``'s.
@@ -35,11 +38,18 @@ from ..cinemo_core.checkpoint import (
     read_state_dict,
     reject_foreign_checkpoint,
 )
+from ..cinemo_core.download import COMFYUI_PARTS, DownloadError, download_cinemo
 from .comfy_model import build_model_patcher
 
 FOLDER = "cinemo"
 DIFFUSERS_FOLDER = "diffusers"
 DIFFUSERS_PREFIX = "diffusers/"
+#: The released model folder's name under models/cinemo (what the download entry fills).
+DOWNLOAD_FOLDER_NAME = "Cinemo"
+#: The model_name entry that downloads; nothing is downloaded unless it is chosen.
+DOWNLOAD_ENTRY = "download maxin-cn/Cinemo unet from Hugging Face (if missing)"
+#: Listed first when no model is installed, so that the download entry is never preselected on its own.
+NO_MODEL_ENTRY = "(no Cinemo model in models/cinemo)"
 WEIGHT_DTYPES: dict[str, torch.dtype | None] = {
     "default": None,
     "fp16": torch.float16,
@@ -84,8 +94,10 @@ def _folder_paths(name: str) -> list[str]:
     return folder_paths.get_folder_paths(name) if name in folder_paths.folder_names_and_paths else []
 
 
-def list_models() -> list[str]:
-    """Every Cinemo model the loader offers, as names relative to their model folder."""
+def list_models(*, download_entry: bool = True) -> list[str]:
+    """The loader's choices: every Cinemo model, as names relative to its model folder, sorted (or
+    ``NO_MODEL_ENTRY`` when there is none); then ``DOWNLOAD_ENTRY`` last. ``download_entry=False``: the
+    models only."""
     names: list[str] = []
     for root in map(Path, _folder_paths(FOLDER)):
         if not root.is_dir():
@@ -106,7 +118,10 @@ def list_models() -> list[str]:
                 DIFFUSERS_PREFIX + child.name for child in sorted(root.iterdir())
                 if child.is_dir() and _model_folder(child) and _is_cinemo_config(child)
             )
-    return sorted(dict.fromkeys(names))
+    models = sorted(dict.fromkeys(names))
+    if not download_entry:
+        return models
+    return (models or [NO_MODEL_ENTRY]) + [DOWNLOAD_ENTRY]
 
 
 def resolve_model(name: str) -> Path | None:
@@ -120,6 +135,12 @@ def resolve_model(name: str) -> Path | None:
         if path.is_file() or (path.is_dir() and _model_folder(path)):
             return path
     return None
+
+
+def download_folder() -> Path:
+    """Where the download entry puts the released folder: ``<first models/cinemo folder>/Cinemo``."""
+    roots = _folder_paths(FOLDER) or [os.path.join(folder_paths.models_dir, FOLDER)]
+    return Path(roots[0]) / DOWNLOAD_FOLDER_NAME
 
 
 def _safetensors_keys(path: Path) -> list[str]:
@@ -166,7 +187,10 @@ class CinemoModelLoader(io.ComfyNode):
                     options=list_models(),
                     tooltip=(
                         "A Cinemo UNet: a weights file or diffusers folder in models/cinemo, the released model "
-                        "folder (with unet/), or a Cinemo folder in models/diffusers (listed as diffusers/...)."
+                        "folder (with unet/), or a Cinemo folder in models/diffusers (listed as diffusers/...). "
+                        f"The last entry fetches the released UNet from {WEIGHTS_SOURCE} into "
+                        f"models/{FOLDER}/{DOWNLOAD_FOLDER_NAME} when it is not there yet (needs network and "
+                        "huggingface_hub); nothing is downloaded unless you pick it."
                     ),
                 ),
                 io.Combo.Input(
@@ -186,13 +210,15 @@ class CinemoModelLoader(io.ComfyNode):
     def validate_inputs(cls, model_name: str | None = None, weight_dtype: str | None = None) -> bool | str:
         if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
             return f"weight_dtype: {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}."
-        if model_name is None:
-            return True
+        if model_name is None or model_name == DOWNLOAD_ENTRY:
+            return True  # the download (or its clear failure) happens when the node runs
         path = resolve_model(model_name)
         if path is None:
             return (
                 f"model_name: {model_name!r} is not in models/{FOLDER} (nor a Cinemo folder in models/"
-                f"{DIFFUSERS_FOLDER}). Put the Cinemo UNet there ({WEIGHTS_SOURCE}) and refresh."
+                f"{DIFFUSERS_FOLDER}). Put the Cinemo UNet there ({WEIGHTS_SOURCE}: the whole folder as "
+                f"models/{FOLDER}/{DOWNLOAD_FOLDER_NAME}, or its unet/ folder) and refresh, or choose "
+                f"{DOWNLOAD_ENTRY!r} to fetch it."
             )
         try:
             quick_check(path)
@@ -202,7 +228,13 @@ class CinemoModelLoader(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str, weight_dtype: str = "default") -> io.NodeOutput:
-        path = resolve_model(model_name)
+        if model_name == DOWNLOAD_ENTRY:
+            try:
+                path = download_cinemo(download_folder(), COMFYUI_PARTS)
+            except DownloadError as error:
+                raise RuntimeError(f"model_name: {error}") from error
+        else:
+            path = resolve_model(model_name)
         if path is None:
             raise FileNotFoundError(f"model_name: {model_name!r} is not in models/{FOLDER}.")
         try:

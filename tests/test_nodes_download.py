@@ -1,0 +1,102 @@
+"""Cinemo Model Loader's download entry in a real ComfyUI: offered last, never preselected, fails offline with
+where to put the files, and loads an already-present folder without any connection. Nothing downloads."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+
+import pytest
+import torch
+from comfy_models import call_node, pack_module
+from golden_case import TINY_A
+
+HF_URL = "https://huggingface.co/maxin-cn/Cinemo"
+
+
+@pytest.fixture
+def loader(comfy_models):
+    return pack_module("nodes.model_loader")
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    attempts: list[object] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is not allowed in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: refuse(*a))
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    yield attempts
+
+
+def test_download_entry_is_offered_last(loader):
+    import nodes
+
+    options = nodes.NODE_CLASS_MAPPINGS["CinemoModelLoader"].INPUT_TYPES()["required"]["model_name"][1]["options"]
+    assert options[-1] == loader.DOWNLOAD_ENTRY
+    assert options[:-1] == loader.list_models(download_entry=False)
+    assert loader.DOWNLOAD_ENTRY not in loader.list_models(download_entry=False)
+    assert "download" in loader.DOWNLOAD_ENTRY and "maxin-cn/Cinemo" in loader.DOWNLOAD_ENTRY
+
+
+def test_download_goes_to_models_cinemo_cinemo(loader, comfyui):
+    assert loader.download_folder() == comfyui.models / "cinemo" / "Cinemo"
+
+
+def test_empty_model_folder_does_not_preselect_the_download(loader, monkeypatch, tmp_path):
+    import folder_paths
+
+    empty = tmp_path / "empty_cinemo"
+    empty.mkdir()
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "cinemo", ([str(empty)], set(loader.WEIGHT_SUFFIXES)))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "diffusers", ([str(empty)], set()))
+    assert loader.list_models() == [loader.NO_MODEL_ENTRY, loader.DOWNLOAD_ENTRY]
+    message = loader.CinemoModelLoader.validate_inputs(model_name=loader.NO_MODEL_ENTRY)
+    assert isinstance(message, str)
+    assert "is not in models/cinemo" in message and "models/cinemo/Cinemo" in message
+    assert loader.DOWNLOAD_ENTRY in message and HF_URL in message
+
+
+def test_download_entry_validates_and_fails_offline_with_instructions(loader, no_network, monkeypatch, tmp_path):
+    target = tmp_path / "models" / "cinemo" / "Cinemo"
+    monkeypatch.setattr(loader, "download_folder", lambda: target)
+    assert loader.CinemoModelLoader.validate_inputs(model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32") is True
+    with pytest.raises(RuntimeError) as caught:
+        call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
+    message = str(caught.value)
+    assert message.startswith("model_name: Cannot download unet/ of maxin-cn/Cinemo")
+    assert "HF_HUB_OFFLINE" in message and f"{HF_URL}/tree/main" in message
+    assert f"\n    {target}\n" in message
+    assert not no_network
+    assert not (target / "unet").exists()
+
+
+def test_download_entry_loads_a_present_folder_without_connecting(loader, no_network, monkeypatch, tmp_path):
+    target = tmp_path / "Cinemo"
+    shutil.copytree(TINY_A / "unet", target / "unet")
+    monkeypatch.setattr(loader, "download_folder", lambda: target)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported when nothing is missing
+    (patcher,) = call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
+    assert isinstance(patcher.model, pack_module("nodes.comfy_model").CinemoModel)
+    assert patcher.model.diffusion_model.conv_in.weight.dtype == torch.float32
+    assert not no_network
+
+
+def test_prompt_with_the_download_entry_passes_validation(loader, comfyui, comfy_models):
+    """ComfyUI's own validation accepts the entry (the download happens only when the node runs)."""
+    prompt = {
+        "load": {"class_type": "CinemoModelLoader",
+                 "inputs": {"model_name": loader.DOWNLOAD_ENTRY, "weight_dtype": "default"}},
+        "save": {"class_type": "ModelSave", "inputs": {"model": ["load", 0], "filename_prefix": "x"}},
+    }
+    ok, error, outputs, node_errors = comfyui.validate(prompt)
+    assert ok, (error, node_errors)
+    assert outputs == ["save"]

@@ -1,5 +1,6 @@
 """Shared fixtures: the golden `tiny_a` case produced by the official Cinemo code on random weights."""
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,22 @@ def tiny_unet():
     from cinemo_core import load_unet
 
     return load_unet(TINY_A)
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Refuse (and record) every outgoing connection; an empty Hugging Face cache; offline mode off."""
+    attempts: list[object] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args)
+        raise OSError("network access is not allowed in tests")
+
+    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: refuse(*a))
+    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, *a: refuse(*a))
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    yield attempts

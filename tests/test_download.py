@@ -22,25 +22,6 @@ from cinemo_core.download import (
 )
 
 
-@pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    """Refuse (and record) every outgoing connection; an empty Hugging Face cache; offline mode off."""
-    attempts: list[object] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access is not allowed in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: refuse(*a))
-    monkeypatch.setattr(socket.socket, "connect_ex", lambda self, *a: refuse(*a))
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    yield attempts
-
-
 def with_unet(folder):
     shutil.copytree(TINY_A / "unet", folder / "unet")
     return folder

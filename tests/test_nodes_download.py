@@ -4,7 +4,6 @@ where to put the files, and loads an already-present folder without any connecti
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 
 import pytest
@@ -21,20 +20,10 @@ def loader(comfy_models):
 
 
 @pytest.fixture
-def no_network(monkeypatch, tmp_path):
-    attempts: list[object] = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network access is not allowed in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", lambda self, *a: refuse(*a))
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
+def no_network(no_network, monkeypatch):
+    """The shared network guard (conftest.py), with Hugging Face's offline mode on."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    yield attempts
+    return no_network
 
 
 def test_download_entry_is_offered_last(loader):

@@ -4,7 +4,6 @@ network (every socket connection attempt is recorded and refused; each test asse
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 
 import pytest

@@ -312,10 +312,14 @@ def load_components(
     with quiet_library_output():
         # float32 first, so that the float64 encoder copy comes from full-precision weights (like the official)
         vae_model = _load(
-            files.vae, lambda: vae_class.from_pretrained(files.vae, local_files_only=True, torch_dtype=torch.float32)
+            files.vae, lambda: vae_class.from_pretrained(
+                files.vae, local_files_only=True, torch_dtype=torch.float32, use_safetensors=_has_safetensors(files.vae)
+            )
         )
         text_encoder = _load(
-            files.text_encoder, lambda: CLIPTextModel.from_pretrained(files.text_encoder, local_files_only=True)
+            files.text_encoder, lambda: CLIPTextModel.from_pretrained(
+                files.text_encoder, local_files_only=True, use_safetensors=_has_safetensors(files.text_encoder)
+            )
         )
         tokenizer = _load(
             files.tokenizer, lambda: CLIPTokenizer.from_pretrained(files.tokenizer, local_files_only=True)
@@ -383,9 +387,19 @@ def encode_image(
     return ((mean + std * eps) * scaling_factor).unsqueeze(2)
 
 
+def _has_safetensors(folder: Path) -> bool | None:
+    """True when the folder has safetensors weights (then only those are read); None lets the library choose."""
+    return True if any(Path(folder).glob("*.safetensors")) else None
+
+
 def _to_uint8(video: torch.Tensor, vae_kind: VaeKind) -> torch.Tensor:
-    """[-1, 1] -> uint8 as each official decode path does (the plain VAE path rounds, the temporal one floors)."""
-    video = video.float()
+    """[-1, 1] -> uint8 as each official decode path does (the plain VAE path rounds, the temporal one floors).
+
+    The arithmetic runs in the decoder's dtype like the official code (fp16 there), except bfloat16, whose
+    8-bit mantissa cannot hold 0..255 steps exactly.
+    """
+    if video.dtype == torch.bfloat16:
+        video = video.float()
     if vae_kind == "temporal":
         return ((video / 2.0 + 0.5).clamp(0, 1) * 255).to(torch.uint8)
     return ((video / 2.0 + 0.5) * 255).add_(0.5).clamp_(0, 255).to(torch.uint8)

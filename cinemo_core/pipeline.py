@@ -1,7 +1,7 @@
 """Image in, frames out: the complete Cinemo animation pipeline on loaded components.
 
 Order of work (and of random draws, all from one CPU ``torch.Generator`` seeded with ``seed``, so a
-seed gives the same video on every device):
+seed gives the same draws on every device; the video itself differs slightly between devices and dtypes):
 
 1. fit the image to ``width x height`` like the official ``animation.py`` (cover-resize, centre crop,
    [-1, 1]);
@@ -212,16 +212,17 @@ def animate(
         (1, components.latent_channels, settings.num_frames - 1, latent_h, latent_w),
         generator=generator,
         dtype=torch.float32,
-    ).to(device)
+    )
     schedule = CinemoSchedule()
+    # on the CPU in float64, as the official code mixes frequencies (and MPS has no float64)
     init_latents = init_noise(
         settings.init,
-        base,
-        noise.to(base.dtype),
+        base.cpu().double(),
+        noise.double(),
         schedule,
         low_pass=settings.dct_low_pass,
         noise_timestep=settings.dct_noise_timestep,
-    ).to(dtype)
+    ).to(device=device, dtype=dtype)
     base = base.to(dtype)
 
     context = encode_prompts(components.tokenizer, components.text_encoder, [settings.prompt])

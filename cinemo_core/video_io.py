@@ -55,6 +55,11 @@ def check_output_path(path: str | os.PathLike[str]) -> Path:
         )
     if out.is_dir():
         raise ValueError(f"Output path '{out}' is a folder; give a file name such as '{out / ('video' + suffix)}'.")
+    if suffix == ".mp4":
+        try:
+            _pick_h264_encoder()
+        except RuntimeError as error:
+            raise ValueError(str(error)) from None
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(

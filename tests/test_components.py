@@ -281,3 +281,16 @@ def test_plain_vae_decodes_each_frame_and_rounds():
 def test_decode_rejects_mismatched_latents():
     with pytest.raises(ValueError, match="does not match"):
         decode_video(tiny_kl_vae(), torch.zeros(1, 4, 1, 4, 4), torch.zeros(1, 4, 3, 4, 5), vae_kind="kl")
+
+
+def test_uint8_conversion_runs_in_the_decoder_dtype_like_the_official_code():
+    from cinemo_core.components import _to_uint8
+
+    video = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1).half()
+    # the official expressions (pipelines/animation.py), evaluated in the fp16 the official decoder returns
+    temporal = ((video / 2.0 + 0.5).clamp(0, 1) * 255).to(dtype=torch.uint8)
+    plain = ((video / 2.0 + 0.5) * 255 + 0.5).clamp(0, 255).to(dtype=torch.uint8)
+    assert torch.equal(_to_uint8(video, "temporal"), temporal)
+    assert torch.equal(_to_uint8(video, "kl"), plain)
+    # the dtype matters: the same values in float32 land on other levels for some pixels
+    assert not torch.equal(_to_uint8(video.float(), "temporal"), temporal)

@@ -133,10 +133,10 @@ class ComfyAttention:
             kernel = comfy_attention.optimized_attention_for_device(q.device, mask=True, small_input=True)
             if attn_mask.ndim == 3:  # [heads, F, F] -> [1, heads, F, F]: ComfyUI reads 3-D masks as [batch, F, F]
                 attn_mask = attn_mask.unsqueeze(0)
-        return kernel(
-            q, k, v, heads, mask=attn_mask, skip_reshape=True, skip_output_reshape=True,
-            transformer_options=self.options,
-        )
+        # ComfyUI's kernels honour skip_output_reshape only on some paths (attention_pytorch ignores it when
+        # it splits a batch above SDP_BATCH_LIMIT), so take the [B, N, heads * D] layout they always support
+        out = kernel(q, k, v, heads, mask=attn_mask, skip_reshape=True, transformer_options=self.options)
+        return out.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
 class CinemoDiffusionModel(CinemoUNet3D):
@@ -208,6 +208,11 @@ class CinemoModel(comfy.model_base.BaseModel):
                 "positive and the negative conditioning through the 'Cinemo Conditioning' node and use its "
                 "outputs for sampling."
             )
+        if kwargs.get("area") is not None:
+            raise ValueError(
+                f"The {which} conditioning has an area set (ConditioningSetArea...). Cinemo animates whole frames "
+                "from a whole first frame; remove the area nodes between Cinemo Conditioning and the sampler."
+            )
         noise = kwargs["noise"]
         check_residual_matches_first_frame(noise.shape, first_frame.shape, residual_name="latent_image",
                                            first_frame_name=f"the first frame in the {which} conditioning")
@@ -222,7 +227,8 @@ class CinemoModel(comfy.model_base.BaseModel):
         device = kwargs["device"]
         base = self.process_latent_in(first_frame.to(device=device, dtype=torch.float32)).unsqueeze(2)
         out["base_content"] = comfy.conds.CONDRegular(base)
-        out["motion_ids"] = comfy.conds.CONDRegular(torch.tensor([float(motion_id)], device=device))
+        # a constant, not a tensor: BaseModel would round float tensors to the compute dtype (fp16 or bf16)
+        out["motion_ids"] = comfy.conds.CONDConstant(float(motion_id))
         return out
 
     def memory_required(self, input_shape, cond_shapes={}):  # noqa: B006

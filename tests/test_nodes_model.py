@@ -124,6 +124,16 @@ def test_every_comfy_attention_kernel_gives_golden(golden_model, golden, kernel,
     assert relative_error(golden_eps(golden_model, golden), golden["out"]) <= 1e-5
 
 
+def test_pytorch_attention_split_into_sub_batches_gives_golden(golden_model, golden, monkeypatch):
+    """Above SDP_BATCH_LIMIT (2**15 on NVIDIA) ComfyUI's PyTorch attention runs in sub-batches, another output path."""
+    from comfy.ldm.modules import attention
+
+    monkeypatch.setattr(attention, "SDP_BATCH_LIMIT", 4)
+    monkeypatch.setattr(attention, "optimized_attention", attention.attention_pytorch)
+    monkeypatch.setattr(attention, "optimized_attention_for_device", lambda *args, **kwargs: attention.attention_pytorch)
+    assert relative_error(golden_eps(golden_model, golden), golden["out"]) <= 1e-5
+
+
 def test_attention_override_from_transformer_options_is_used(golden_model, golden):
     calls = []
 
@@ -163,7 +173,16 @@ def test_extra_conds_turn_the_conditioning_into_unet_inputs(golden_model, golden
                                            cross_attn=golden["encoder_hidden_states"], prompt_type="positive",
                                            **positive[0][1])
     assert relative_error(conds["base_content"].cond, golden["base_content"]) <= 1e-6
-    assert torch.equal(conds["motion_ids"].cond, golden["motion_bucket_id"])
+    # a plain float: ComfyUI casts float tensors among the conds to the compute dtype, which would round ids
+    assert isinstance(conds["motion_ids"].cond, float) and conds["motion_ids"].cond == float(golden["motion_bucket_id"])
+    exact = golden_model.model.extra_conds(noise=latent["samples"], device=torch.device("cpu"),
+                                           cross_attn=golden["encoder_hidden_states"], prompt_type="positive",
+                                           **{**positive[0][1], "cinemo_motion_id": 257.3})
+    assert exact["motion_ids"].cond == 257.3  # bf16 would make it 256.0
+    with pytest.raises(ValueError, match="positive conditioning has an area set"):
+        golden_model.model.extra_conds(noise=latent["samples"], device=torch.device("cpu"),
+                                       cross_attn=golden["encoder_hidden_states"], prompt_type="positive",
+                                       **{**positive[0][1], "area": (8, 16, 0, 0)})
     with pytest.raises(ValueError, match="768|32"):
         golden_model.model.extra_conds(noise=latent["samples"], device=torch.device("cpu"),
                                        cross_attn=torch.zeros(1, 77, 768), prompt_type="positive", **positive[0][1])

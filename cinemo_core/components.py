@@ -33,10 +33,11 @@ from typing import Iterator, Literal, Sequence
 import torch
 from torch import nn
 
+from .temporal_vae import OFFICIAL_DECODE_CHUNK
+
 HF_REPO_ID = "maxin-cn/Cinemo"
 HF_URL = f"https://huggingface.co/{HF_REPO_ID}"
 #: Frames the temporal decoder decodes at once, as in the official code.
-TEMPORAL_DECODE_CHUNK = 14
 #: Frames the plain (per-frame) VAE decodes per call; only bounds memory.
 PLAIN_DECODE_CHUNK = 8
 
@@ -427,7 +428,7 @@ def decode_video(
         raise ValueError(f"residual {list(residual.shape)} does not match base {list(base.shape)}.")
     if vae_kind not in ("temporal", "kl"):
         raise ValueError(f"vae_kind must be 'temporal' or 'kl', got {vae_kind!r}.")
-    chunk = chunk_size or (TEMPORAL_DECODE_CHUNK if vae_kind == "temporal" else PLAIN_DECODE_CHUNK)
+    chunk = chunk_size or (OFFICIAL_DECODE_CHUNK if vae_kind == "temporal" else PLAIN_DECODE_CHUNK)
     parameter = next(vae.parameters())
     base = base.to(device=parameter.device, dtype=parameter.dtype) / scaling_factor
     residual = residual.to(device=parameter.device, dtype=parameter.dtype) / scaling_factor

@@ -87,9 +87,6 @@ class CinemoSchedule:
         ratio = self.step_ratio(steps)
         return torch.arange(steps - 1, -1, -1, dtype=torch.int64) * ratio + self.steps_offset
 
-    def _alpha(self, t: int) -> torch.Tensor:
-        return self.alphas_cumprod[t] if t >= 0 else self.final_alpha_cumprod
-
     def ddim_step(
         self,
         eps: torch.Tensor,
@@ -147,7 +144,7 @@ class CinemoSchedule:
         """Forward diffusion sqrt(a_t) * x0 + sqrt(1 - a_t) * noise, like ``DDIMScheduler.add_noise``.
 
         ``t`` is an int or an int tensor with one timestep per batch element. The coefficients are
-        computed in ``x0``'s dtype (float32 at least), as diffusers does.
+        computed in ``x0``'s dtype, but at least float32 (diffusers uses the sample dtype, fp16 included).
         """
         try:
             torch.broadcast_shapes(noise.shape, x0.shape)

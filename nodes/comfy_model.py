@@ -139,6 +139,20 @@ class ComfyAttention:
         return out.unflatten(-1, (heads, -1)).transpose(1, 2)
 
 
+def _with_float_embeddings(operations: Any) -> Any:
+    """``operations`` whose Embedding returns float32 even when its weight is stored as fp8.
+
+    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless it is given ``out_dtype`` (its own
+    text encoders pass one); an fp8 lookup is not supported on every backend.
+    """
+
+    class Embedding(operations.Embedding):
+        def forward(self, input: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+            return super().forward(input, out_dtype=out_dtype or torch.float32)
+
+    return type(f"Cinemo{operations.__name__}", (operations,), {"Embedding": Embedding})
+
+
 class CinemoDiffusionModel(CinemoUNet3D):
     """The UNet with the constructor and ``forward`` signature ``BaseModel`` expects.
 
@@ -156,7 +170,7 @@ class CinemoDiffusionModel(CinemoUNet3D):
         attention = ComfyAttention()
         super().__init__(
             cinemo_config,
-            operations=operations if operations is not None else comfy.ops.disable_weight_init,
+            operations=_with_float_embeddings(operations if operations is not None else comfy.ops.disable_weight_init),
             attention=attention,
             dtype=dtype,
             device=device,

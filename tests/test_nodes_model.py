@@ -66,6 +66,9 @@ def test_weight_dtypes(comfy_models, golden, weight_dtype, stored, tolerance):
     print(f"{weight_dtype}: relative error vs golden fp32 {error:.2e}")
     assert torch.isfinite(eps).all()
     assert error <= tolerance
+    bias = patcher.model.diffusion_model.mid_block.attentions[0].transformer_blocks[0].attn_temp.time_rel_pos_bias
+    assert bias.relative_attention_bias.weight.dtype == stored
+    assert bias(8, torch.device("cpu")).dtype == torch.float32  # looked up in float, whatever the storage
 
 
 def test_sampling_settings_are_the_official_schedule(golden_model, golden):

@@ -245,6 +245,14 @@ class CinemoModel(comfy.model_base.BaseModel):
         out["motion_ids"] = comfy.conds.CONDConstant(float(motion_id))
         return out
 
+    def extra_conds_shapes(self, **kwargs):
+        # lets ComfyUI's load-time memory estimate see the prompt length (77 tokens per CLIP chunk)
+        out = super().extra_conds_shapes(**kwargs)
+        context = kwargs.get("cross_attn")
+        if context is not None:
+            out["c_crossattn"] = list(context.shape)
+        return out
+
     def memory_required(self, input_shape, cond_shapes={}):  # noqa: B006
         if len(input_shape) != 5:
             return super().memory_required(input_shape, cond_shapes=cond_shapes)

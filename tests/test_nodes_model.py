@@ -216,6 +216,15 @@ def test_memory_required_is_the_measured_cost_of_a_step(golden_model):
     assert one == step_memory_bytes(model.cinemo_config, 1, 15, 40, 64, torch.float32, memory_efficient_attention=False)
 
 
+def test_load_time_memory_estimate_sees_the_prompt_length(golden_model):
+    from comfy.sampler_helpers import estimate_memory
+
+    noise_shape = [1, 4, 7, 8, 16]
+    short = {"positive": [{"cross_attn": torch.zeros(1, 77, 32)}]}
+    long = {"positive": [{"cross_attn": torch.zeros(1, 3 * 77, 32)}]}
+    assert estimate_memory(golden_model, noise_shape, long)[0] > estimate_memory(golden_model, noise_shape, short)[0]
+
+
 def test_a_model_call_stops_when_interrupted(golden_model, golden):
     import comfy.model_management
 

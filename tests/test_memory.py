@@ -67,3 +67,20 @@ def test_official_step_scales_with_frames_batch_and_dtype():
 def test_rejects_bad_sizes(bad):
     with pytest.raises(ValueError, match="residual_frames"):
         step_memory_bytes(CinemoUNetConfig.tiny(), 1, bad, 8, 8, torch.float32)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_tracker_counts_live_bytes_by_hand(device):
+    tracker = PeakTracker()
+    with tracker:
+        a = torch.empty(1000, device=device)            # 4000 bytes
+        b = torch.empty(500, device=device)             # 2000
+        view = a[10:20]                                 # a view shares a's storage: no new bytes
+        del a, view                                     # 4000 freed
+        c = torch.empty(250, dtype=torch.float64, device=device)   # 2000
+        assert tracker.current == 4000
+        d = torch.empty(10, 100, device=device)         # 4000: 8000 live, above the earlier 6000
+        assert tracker.current == 8000
+        del b, c, d
+    assert tracker.peak == 8000
+    assert tracker.current == 0

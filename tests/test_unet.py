@@ -136,3 +136,18 @@ def test_rotary_embedding_is_a_complex_rotation_of_the_first_channels():
 def test_mismatched_first_frame_is_rejected(tiny_unet, golden):
     with pytest.raises(ValueError, match="base_content must have shape"):
         tiny_unet(golden["sample"], 741, golden["encoder_hidden_states"], base_content=golden["base_content"][..., :8], motion_ids=8)
+
+
+def test_official_output_at_16_frames_batch_2_and_an_odd_latent_size(tiny_unet):
+    """Official output at sizes the golden case lacks: 16 frames, batch 2 with different conditions, 9x13."""
+    from golden_case import FIXTURES
+    from safetensors.torch import load_file
+
+    case = load_file(FIXTURES / "official_tiny_a_16frames_9x13.safetensors")
+    with torch.inference_mode():
+        out = tiny_unet(
+            case["sample"], case["timestep"], case["encoder_hidden_states"],
+            base_content=case["base_content"], motion_ids=case["motion_bucket_id"],
+        )
+    assert out.shape == (2, 4, 15, 9, 13)
+    assert relative_error(out, case["out"]) <= 1e-5

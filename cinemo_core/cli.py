@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser (defaults are the official sampler's)."""
     from .components import VAE_CHOICES
     from .devices import DTYPE_CHOICES
-    from .pipeline import (
+    from .defaults import (
         DEFAULT_DCT_LOW_PASS,
         DEFAULT_DCT_NOISE_TIMESTEP,
         DEFAULT_FRAMES,
@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings_from(args: argparse.Namespace) -> AnimationSettings:
-    from .pipeline import DEFAULT_STEPS, AnimationSettings
+    from .defaults import DEFAULT_STEPS
+    from .pipeline import AnimationSettings
 
     init = "plain" if args.no_dct else (args.init or "dct")
     steps = args.steps if args.steps is not None else (DEMO_STEPS if args.demo else DEFAULT_STEPS)

@@ -29,25 +29,27 @@ import torch
 
 from .components import CinemoComponents, decode_video, encode_image, encode_prompts
 from .dct_init import INIT_MODES, init_noise
+from .defaults import (
+    DEFAULT_DCT_LOW_PASS,
+    DEFAULT_DCT_NOISE_TIMESTEP,
+    DEFAULT_FRAMES,
+    DEFAULT_GUIDANCE,
+    DEFAULT_HEIGHT,
+    DEFAULT_INIT,
+    DEFAULT_INTENSITY,
+    DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+    MAX_FRAMES,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    TRAINED_FRAMES,
+)
 from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
 from .preprocess import check_size, fit_image, load_image
 from .sampling import sample_residual
 from .schedule import CinemoSchedule
 
-#: The demo app's default slider position (10 of 1..20), i.e. raw motion id 90.
-DEFAULT_INTENSITY = 9
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 7.5
-DEFAULT_FRAMES = 16
-TRAINED_FRAMES = 16
-MAX_FRAMES = 64
-DEFAULT_WIDTH = 512
-DEFAULT_HEIGHT = 320
-MIN_SIDE = 64
-MAX_SIDE = 2048
-DEFAULT_INIT = "dct"
-DEFAULT_DCT_LOW_PASS = 0.23
-DEFAULT_DCT_NOISE_TIMESTEP = 975
 MAX_SEED = 2**63 - 1
 
 ProgressFn = Callable[[int, int], None]
@@ -102,8 +104,8 @@ class AnimationSettings:
                 )
         else:
             raw_motion_id(self.motion_id)
-        if not _is_int(self.steps) or not 1 <= self.steps <= 999:
-            raise ValueError(f"steps must be an integer from 1 to 999 (official 50), got {self.steps!r}.")
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
         if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
                 or self.guidance_scale < 0:
             raise ValueError(f"guidance scale (cfg) must be a number >= 0 (official 7.5), got {self.guidance_scale!r}.")

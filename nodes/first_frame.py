@@ -1,11 +1,6 @@
-"""Cinemo First Frame Encode: IMAGE -> the first-frame LATENT, fitted to the video size like the official code.
+"""Cinemo First Frame Encode: IMAGE -> first-frame LATENT, fitted to the video size like the official code.
 
-Each image is cover-resized and centre-cropped to ``width x height`` exactly as the official
-``animation.py`` does (``cinemo_core.preprocess.fit_image``), then encoded with the given VAE.
-
-Layout: an IMAGE batch ``[N, H, W, C]`` gives the first-frame LATENT ``[N, 4, height / 8, width / 8]``
-(unscaled, ComfyUI convention); image ``n`` animates video ``n``.
-Note: ComfyUI's VAE returns the posterior mean, where the official code draws a posterior sample.
+ComfyUI's VAE returns the posterior mean, where the official code draws a posterior sample.
 """
 
 from __future__ import annotations
@@ -15,20 +10,20 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management
-
-from ..cinemo_core.pipeline import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.defaults import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
 from ..cinemo_core.preprocess import fit_image
+from .comfy_compat import encode_images, intermediate_device
 
 
-def size_error(name: str, value: object) -> str | None:
-    """Why ``value`` is not a usable frame side in pixels (None when it is)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-        return (
-            f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 blocks; "
-            f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
-        )
-    return None
+def size_errors(**sides: object) -> list[str]:
+    """Why each given frame side in pixels (``width=..., height=...``; None = not known yet) is unusable."""
+    return [
+        f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 blocks; "
+        f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
+        for name, value in sides.items()
+        if value is not None
+        and (isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8)
+    ]
 
 
 class CinemoFirstFrameEncode(io.ComfyNode):
@@ -66,26 +61,23 @@ class CinemoFirstFrameEncode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width: int | None = None, height: int | None = None) -> bool | str:
-        for name, value in (("width", width), ("height", height)):
-            if value is not None and (error := size_error(name, value)):
-                return error
-        return True
+        errors = size_errors(width=width, height=height)
+        return errors[0] if errors else True
 
     @classmethod
     def execute(cls, image: torch.Tensor, vae, width: int, height: int) -> io.NodeOutput:
-        for name, value in (("width", width), ("height", height)):
-            if error := size_error(name, value):
-                raise ValueError(error)
+        if errors := size_errors(width=width, height=height):
+            raise ValueError(errors[0])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the off-size advice is in the tooltip; don't spam the console
             fitted = fit_image(image, width, height)  # [N, 3, height, width] in [-1, 1]
         pixels = ((fitted + 1.0) / 2.0).movedim(1, -1)  # back to ComfyUI's IMAGE layout, 0..1
-        latent = vae.encode(pixels)
+        latent = encode_images(vae, pixels)
         if latent.ndim == 5 and latent.shape[2] == 1:
             latent = latent[:, :, 0]
         if latent.ndim != 4:
             raise ValueError(f"vae: expected an image VAE giving [images, 4, h, w] latents, got {list(latent.shape)}.")
-        return io.NodeOutput({"samples": latent.to(comfy.model_management.intermediate_device())})
+        return io.NodeOutput({"samples": latent.to(intermediate_device())})
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoFirstFrameEncode]

@@ -74,7 +74,7 @@ def test_download_entry_loads_a_present_folder_without_connecting(loader, no_net
     monkeypatch.setattr(loader, "download_folder", lambda: target)
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported when nothing is missing
     (patcher,) = call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
-    assert isinstance(patcher.model, pack_module("nodes.comfy_model").CinemoModel)
+    assert isinstance(patcher.model, pack_module("nodes.cinemo_model").CinemoModel)
     assert patcher.model.diffusion_model.conv_in.weight.dtype == torch.float32
     assert not no_network
 

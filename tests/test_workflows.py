@@ -44,8 +44,13 @@ REQUIRED_TYPES = {
 }
 
 
-def load(name: str, api: bool = False) -> dict:
-    return json.loads(((WORKFLOWS / "api") if api else WORKFLOWS).joinpath(f"{name}.json").read_text())
+#: Copies of the workflows shipped with 0.1.0: saved workflows must keep loading (node ids, inputs, defaults).
+SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
+SAVED_NAMES = sorted(path.stem for path in SAVED.glob("*.json"))
+
+
+def load(name: str, api: bool = False, folder: Path = WORKFLOWS) -> dict:
+    return json.loads(((folder / "api") if api else folder).joinpath(f"{name}.json").read_text())
 
 
 def widget_slots(schema: dict) -> list[tuple[str, str]]:
@@ -145,9 +150,9 @@ def test_links_join_matching_types_and_slots(name):
             assert node["id"] in used, f"{name}: {node['type']} #{node['id']} leads nowhere"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_widget_values_fit_the_schemas(name):
-    for node in load(name)["nodes"]:
+def check_widget_values(workflow: dict, name: str) -> None:
+    """Every widget value of a UI workflow fits today's schema of its node, slot by slot."""
+    for node in workflow["nodes"]:
         if node["type"] == "Note":
             assert len(node["widgets_values"]) == 1 and isinstance(node["widgets_values"][0], str)
             continue
@@ -178,12 +183,26 @@ def test_widget_values_fit_the_schemas(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_widget_values_fit_the_schemas(name):
+    check_widget_values(load(name), name)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_api_twin_describes_the_same_graph(name):
     api = load(name, api=True)
     stripped = {key: {"class_type": node["class_type"], "inputs": node["inputs"]} for key, node in api.items()}
     assert stripped == ui_to_api(load(name))
     for node in api.values():
         assert node["_meta"]["title"]
+
+
+@pytest.mark.parametrize("name", SAVED_NAMES)
+def test_saved_workflows_still_fit_the_schemas(name):
+    """A workflow saved from 0.1.0 loads into today's nodes: same widgets, same inputs, same API export."""
+    saved = load(name, folder=SAVED)
+    check_widget_values(saved, name)
+    api = load(name, api=True, folder=SAVED)
+    assert {key: {"class_type": node["class_type"], "inputs": node["inputs"]} for key, node in api.items()} == ui_to_api(saved)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -22,6 +22,7 @@ sys.path.insert(0, str(WORKFLOWS / "tools"))
 from node_schemas import live_schemas, load_snapshot  # noqa: E402
 
 NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
 WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 4, 4
 TEMPORAL_VAE = "workflow_test_temporal_vae"
 REFERENCE_VIDEO = "workflow_test_reference.mp4"
@@ -131,6 +132,18 @@ EXPECTED = {
 
 def test_every_workflow_has_an_expectation():
     assert sorted(EXPECTED) == NAMES
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in SAVED.glob("*.json")))
+def test_saved_api_workflow_still_validates(comfyui, workflow_inputs, name):
+    """An API prompt saved from 0.1.0 passes today's validation unchanged (but for the model file names)."""
+    saved = json.loads((SAVED / "api" / f"{name}.json").read_text())
+    for node in saved.values():
+        for (node_type, input_name), file_name in workflow_inputs.items():
+            if node["class_type"] == node_type:
+                node["inputs"][input_name] = file_name
+    ok, error, _, node_errors = comfyui.validate(saved)
+    assert ok, (error, node_errors)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -331,13 +331,15 @@ def load_components(
 def encode_prompts(tokenizer, text_encoder: nn.Module, prompts: Sequence[str]) -> torch.Tensor:
     """CLIP last hidden states ``[len(prompts), 77, hidden]`` in the text encoder's dtype and device.
 
-    Like the official pipeline: padded to ``tokenizer.model_max_length`` (77) with truncation, no attention
-    mask. A warning names any prompt that was cut.
+    Like the official pipeline: padded to 77 tokens with truncation, no attention mask. A tokenizer may claim
+    more (ComfyUI's ``sd1_tokenizer`` says 8192); the text encoder's positions are the limit. A warning names
+    any prompt that was cut.
     """
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}.")
-    max_length = int(tokenizer.model_max_length)
+    positions = getattr(getattr(text_encoder, "config", None), "max_position_embeddings", None)
+    max_length = min(int(tokenizer.model_max_length), int(positions or tokenizer.model_max_length))
     tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     for prompt in prompts:
         length = len(tokenizer(prompt, truncation=False)["input_ids"])

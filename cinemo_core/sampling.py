@@ -12,6 +12,7 @@ from typing import Callable, Protocol
 
 import torch
 
+from .finite import check_model_output
 from .schedule import CinemoSchedule
 
 
@@ -119,6 +120,7 @@ def sample_residual(
         eps = unet(model_input, t_batch, model_context, base_content=model_base, motion_ids=model_ids)
         if eps.shape != model_input.shape:
             raise ValueError(f"unet returned shape {list(eps.shape)}; expected {list(model_input.shape)}.")
+        check_model_output(eps, x=model_input, context=model_context, base_content=model_base)
         if use_cfg:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)

@@ -13,6 +13,7 @@ import torch
 
 from ..cinemo_core.checkpoint import CheckpointError, prepare_unet_state_dict
 from ..cinemo_core.config import CinemoUNetConfig
+from ..cinemo_core.finite import check_model_output
 from ..cinemo_core.memory import step_memory_bytes
 from ..cinemo_core.unet import CinemoUNet3D
 from .comfy_compat import (
@@ -100,10 +101,12 @@ class CinemoModel(BaseModel):
     def cinemo_config(self) -> CinemoUNetConfig:
         return self.model_config.cinemo_config
 
-    def apply_model(self, *args, **kwargs):
+    def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
         # every model call is a place to stop, whatever sampler loop calls us and whether it reports progress
         throw_if_interrupted()
-        return super().apply_model(*args, **kwargs)
+        out = super().apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        check_model_output(out, x=x, context=c_crossattn, base_content=kwargs.get("base_content"))
+        return out
 
     def extra_conds(self, **kwargs):
         out = super().extra_conds(**kwargs)

@@ -235,8 +235,24 @@ def load_vae_for_decoding(vae: Any, latent_shape: tuple, frames: int) -> None:
 
 
 def encode_images(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
-    """``VAE.encode(pixels)``: IMAGE ``[N, H, W, 3]`` in 0..1 -> unscaled latents (the posterior mean)."""
-    return vae.encode(pixels)
+    """``VAE.encode(pixels)``: IMAGE ``[N, H, W, 3]`` in 0..1 -> unscaled latents (the posterior mean), in at
+    least float32. ``VAE.encode`` computes in ``vae.vae_dtype`` (bf16 on recent NVIDIA cards); for the call,
+    that attribute and every part of ``first_stage_model`` but its ``decoder`` are made float32, then restored
+    (bf16/fp16 -> float32 -> bf16/fp16 is exact)."""
+    dtype = vae.vae_dtype
+    if dtype in (torch.float32, torch.float64):
+        return vae.encode(pixels)
+    load_models([vae.patcher], 0, vae.disable_offload)  # placed first, so that loading does not undo the cast
+    parts = [module for name, module in vae.first_stage_model.named_children() if name != "decoder"]
+    try:
+        vae.vae_dtype = torch.float32
+        for part in parts:
+            part.to(torch.float32)
+        return vae.encode(pixels)
+    finally:
+        for part in parts:
+            part.to(dtype)
+        vae.vae_dtype = dtype
 
 
 def decode_images(vae: Any, latents: torch.Tensor) -> torch.Tensor:

@@ -9,6 +9,7 @@ import torch
 from comfy_api.latest import io
 
 from ..cinemo_core.defaults import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
+from ..cinemo_core.finite import check_text_embeddings
 from ..cinemo_core.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
 from ..cinemo_core.motion import raw_motion_id as checked_raw_motion_id
 from .cinemo_model import FIRST_FRAME_KEY, MOTION_ID_KEY
@@ -106,21 +107,17 @@ class CinemoConditioning(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(
-        cls, intensity: int | None = None, frames: int | None = None, raw_motion_id: float | None = None
-    ) -> bool | str:
-        # naming these parameters turns off ComfyUI's own range checks for them: check here
-        errors = input_errors(intensity, frames, raw_motion_id)
-        return errors[0] if errors else True
-
-    @classmethod
     def execute(
         cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
         raw_motion_id: float = RAW_ID_OFF, model=None,
     ) -> io.NodeOutput:
+        # ComfyUI checks the widgets' ranges input by input before the run; values from links arrive unchecked
         if errors := input_errors(intensity, frames, raw_motion_id):
-            raise ValueError(errors[0])
+            raise ValueError(" ".join(errors))
         samples = first_frame_samples(first_frame, "first_frame")
+        for name, conditioning in (("positive", positive), ("negative", negative)):
+            for embeddings, _ in conditioning:
+                check_text_embeddings(embeddings, name)
         if model is not None:
             require_cinemo_model(model, "model")
             width = model.model.cinemo_config.cross_attention_dim

@@ -15,15 +15,20 @@ from ..cinemo_core.preprocess import fit_image
 from .comfy_compat import encode_images, intermediate_device
 
 
-def size_errors(**sides: object) -> list[str]:
-    """Why each given frame side in pixels (``width=..., height=...``; None = not known yet) is unusable."""
-    return [
-        f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 blocks; "
-        f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
-        for name, value in sides.items()
+def frame_size_error(width: object, height: object) -> str | None:
+    """Why the frame size is unusable, naming each side at fault (None: fine, or not known yet)."""
+    bad = [
+        f"{name} {value!r}" for name, value in (("width", width), ("height", height))
         if value is not None
         and (isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8)
     ]
+    if not bad:
+        return None
+    return (
+        f"the frame size must be multiples of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
+        f"blocks; Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}): {' and '.join(bad)} "
+        f"{'is' if len(bad) == 1 else 'are'} not."
+    )
 
 
 class CinemoFirstFrameEncode(io.ComfyNode):
@@ -61,13 +66,13 @@ class CinemoFirstFrameEncode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width: int | None = None, height: int | None = None) -> bool | str:
-        errors = size_errors(width=width, height=height)
-        return errors[0] if errors else True
+        # ComfyUI shows the message under both inputs, so it names the side(s) at fault itself
+        return frame_size_error(width, height) or True
 
     @classmethod
     def execute(cls, image: torch.Tensor, vae, width: int, height: int) -> io.NodeOutput:
-        if errors := size_errors(width=width, height=height):
-            raise ValueError(errors[0])
+        if error := frame_size_error(width, height):
+            raise ValueError(error[0].upper() + error[1:])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the off-size advice is in the tooltip; don't spam the console
             fitted = fit_image(image, width, height)  # [N, 3, height, width] in [-1, 1]

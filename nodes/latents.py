@@ -15,6 +15,9 @@ from einops import rearrange
 
 from ..cinemo_core.sampling import assemble_video_latents
 
+#: The frames LATENT says how many frames one clip has, so that decoders never need to be told again.
+CLIP_FRAMES_KEY = "cinemo_frames_per_clip"
+
 
 def first_frame_samples(latent: dict, input_name: str) -> torch.Tensor:
     """The ``[N, 4, h, w]`` first-frame latent in ``latent``; ``ValueError`` naming ``input_name`` otherwise."""

@@ -69,23 +69,21 @@ class CinemoModelLoader(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, model_name: str | None = None, weight_dtype: str | None = None) -> bool | str:
-        if weight_dtype is not None and weight_dtype not in WEIGHT_DTYPES:
-            return f"weight_dtype: {weight_dtype!r} is not one of {', '.join(WEIGHT_DTYPES)}."
+    def validate_inputs(cls, model_name: str | None = None) -> bool | str:
+        # ComfyUI attaches the message to model_name and prefixes it with the input's name
         if model_name is None or model_name == DOWNLOAD_ENTRY:
             return True  # the download (or its clear failure) happens when the node runs
         path = resolve_model(model_name)
         if path is None:
             return (
-                f"model_name: {model_name!r} is not in models/{FOLDER} (nor a Cinemo folder in models/"
-                f"{DIFFUSERS_FOLDER}). Put the Cinemo UNet there ({WEIGHTS_SOURCE}: the whole folder as "
-                f"models/{FOLDER}/{DOWNLOAD_FOLDER_NAME}, or its unet/ folder) and refresh, or choose "
-                f"{DOWNLOAD_ENTRY!r} to fetch it."
+                f"{model_name!r} is not in models/{FOLDER} (nor a Cinemo folder in models/{DIFFUSERS_FOLDER}). "
+                f"Put the Cinemo UNet there ({WEIGHTS_SOURCE}: the whole folder as models/{FOLDER}/"
+                f"{DOWNLOAD_FOLDER_NAME}, or its unet/ folder) and refresh, or choose {DOWNLOAD_ENTRY!r} to fetch it."
             )
         try:
             quick_check(path)
         except CheckpointError as error:
-            return f"model_name: {error}"
+            return str(error)
         return True
 
     @classmethod

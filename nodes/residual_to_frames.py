@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples, video_frames
+from ..cinemo_core.finite import check_residual
+from .latents import (
+    CLIP_FRAMES_KEY,
+    check_residual_matches_first_frame,
+    first_frame_samples,
+    residual_samples,
+    video_frames,
+)
 
 
 class CinemoResidualToFrames(io.ComfyNode):
@@ -28,7 +35,8 @@ class CinemoResidualToFrames(io.ComfyNode):
             outputs=[
                 io.Latent.Output(
                     display_name="frames",
-                    tooltip="Frames as batch [videos * frames, 4, h, w]: frames 0..F-1 of video 0, then video 1...",
+                    tooltip="Frames as batch [videos * frames, 4, h, w]: frames 0..F-1 of video 0, then video 1... "
+                    "The latent carries its clip length for Cinemo Temporal VAE Decode.",
                 )
             ],
         )
@@ -36,11 +44,12 @@ class CinemoResidualToFrames(io.ComfyNode):
     @classmethod
     def execute(cls, residual: dict, first_frame: dict) -> io.NodeOutput:
         res = residual_samples(residual, "residual")
+        check_residual(res, "residual")
         first = first_frame_samples(first_frame, "first_frame")
         check_residual_matches_first_frame(
             res.shape, first.shape, residual_name="residual", first_frame_name="first_frame"
         )
-        return io.NodeOutput({"samples": video_frames(first, res)})
+        return io.NodeOutput({"samples": video_frames(first, res), CLIP_FRAMES_KEY: res.shape[2] + 1})
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoResidualToFrames]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..cinemo_core.defaults import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..cinemo_core.finite import check_residual
 from .comfy_compat import (
     fit_latent_channels,
     intermediate_device,
@@ -86,6 +87,7 @@ class CinemoSampler(io.ComfyNode):
             model, positive, negative, cfg, noise.generate_noise({**latent_image, "samples": residual}), residual,
             sampler_name, sigmas, seed, denoise_mask=latent_image.get("noise_mask"),
         )
+        check_residual(samples, "residual (this node's output)")
         out = {key: value for key, value in latent_image.items() if key != "noise_mask"}
         out["samples"] = samples.to(intermediate_device())
         return io.NodeOutput(out)

@@ -19,6 +19,7 @@ from .comfy_compat import (
     throw_if_interrupted,
     vae_latent_layout,
 )
+from .latents import CLIP_FRAMES_KEY
 
 MAX_FRAMES = 4096
 
@@ -114,8 +115,9 @@ class CinemoTemporalVAEDecode(io.ComfyNode):
                     default=TRAINED_FRAMES,
                     min=1,
                     max=MAX_FRAMES,
-                    tooltip="Frames in one clip (Cinemo: 16). The batch must be a whole number of clips; ignored "
-                    "for a 5D latent, whose frame axis says it.",
+                    tooltip="Frames in one clip, for latents that do not say it themselves (from VAE Encode or a "
+                    "latent file): the frames from Cinemo Residual To Frames carry their clip length, and a 5D "
+                    "latent's frame axis is its clip length; both are used instead of this value.",
                 ),
                 io.Int.Input(
                     "chunk_size",
@@ -131,7 +133,7 @@ class CinemoTemporalVAEDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, vae, samples: dict, frames_per_clip: int, chunk_size: int) -> io.NodeOutput:
-        latents, per_clip = frame_batch(samples["samples"], frames_per_clip)
+        latents, per_clip = frame_batch(samples["samples"], int(samples.get(CLIP_FRAMES_KEY, frames_per_clip)))
         return io.NodeOutput(decode_clips(vae, latents, per_clip, chunk_size))
 
 

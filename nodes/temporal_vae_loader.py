@@ -12,7 +12,7 @@ import torch
 from comfy_api.latest import io
 
 from .comfy_compat import VAE, has_temporal_decoder, load_weights
-from .temporal_vae_files import available_temporal_vaes, model_roots, weight_file
+from .temporal_vae_files import available_temporal_vaes, weight_file
 from .temporal_vae_weights import (
     TemporalVAEFormatError,
     check_svd_architecture,
@@ -47,16 +47,28 @@ def build_temporal_vae(state_dict: dict[str, torch.Tensor]) -> VAE:
     return vae
 
 
+#: Where the README tells users to put the released temporal VAE.
+README_PATH = "models/cinemo/Cinemo/vae_temporal_decoder/"
+
+
+def missing_vae_error(name: str | None) -> str | None:
+    """Why ``name`` cannot be loaded (None when it is listed)."""
+    found = available_temporal_vaes()
+    if name in found:
+        return None
+    listed = f"the ones found are {', '.join(found)}" if found else "none was found"
+    return (
+        f"there is no temporal VAE named {name!r} ({listed}). Put the released vae_temporal_decoder "
+        f"folder (config.json + diffusion_pytorch_model.safetensors) at {README_PATH} (README: Weight files), "
+        "or a .safetensors of it into models/vae, then press Refresh (R)."
+    )
+
+
 def load_temporal_vae(name: str) -> VAE:
     """Load the temporal VAE the loader lists as ``name``."""
-    found = available_temporal_vaes()
-    if name not in found:
-        raise FileNotFoundError(
-            f"No temporal VAE named '{name}' under the model folders {model_roots()}; put the diffusers "
-            "'vae_temporal_decoder' folder (config.json + diffusion_pytorch_model.safetensors) or a single "
-            "safetensors file into models/vae or models/cinemo."
-        )
-    path = weight_file(found[name])
+    if error := missing_vae_error(name):
+        raise FileNotFoundError(f"vae_name: {error}")
+    path = weight_file(available_temporal_vaes()[name])
     logging.info("Cinemo: loading temporal VAE %s", path)
     return build_temporal_vae(load_weights(str(path)))
 
@@ -87,6 +99,11 @@ class CinemoTemporalVAELoader(io.ComfyNode):
             ],
             outputs=[io.Vae.Output(display_name="vae", tooltip="The temporal VAE, usable by any VAE node.")],
         )
+
+    @classmethod
+    def validate_inputs(cls, vae_name: str | None = None) -> bool | str:
+        # named, so ComfyUI leaves the (possibly empty) list to this check; it prefixes the input's name
+        return vae_name is None or missing_vae_error(vae_name) or True
 
     @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:

@@ -224,3 +224,48 @@ def test_first_frame_encode_fits_like_the_official_code(comfy_models):
     assert torch.equal(latent["samples"], expected)
     (second,) = call_node("CinemoFirstFrameEncode", image=images[1:], vae=vae, width=96, height=64)
     assert relative_error(second["samples"], latent["samples"][1:]) <= 1e-5  # image n -> video n
+
+
+def test_non_finite_values_are_stopped_where_they_appear(golden_model, golden):
+    positive, negative, latent, first_frame = golden_conditioning(golden)
+    nan_text = golden["encoder_hidden_states"].clone()
+    nan_text[0, 3, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"^positive: the text embeddings contain NaN"):
+        call_node("CinemoConditioning", positive=[[nan_text, {}]], negative=negative, first_frame=first_frame,
+                  intensity=9, frames=8)
+    bad_first = {"samples": first_frame["samples"].clone()}
+    bad_first["samples"][0, 0, 0, 0] = float("nan")
+    bad_positive, bad_negative, _ = call_node(
+        "CinemoConditioning", positive=[[golden["encoder_hidden_states"], {}]],
+        negative=[[golden["negative_encoder_hidden_states"], {}]], first_frame=bad_first, intensity=9, frames=8)
+    with pytest.raises(ValueError, match="UNet returned NaN or infinite values: the first frame's latent is not finite"):
+        call_node("CinemoSampler", model=golden_model, positive=bad_positive, negative=bad_negative,
+                  latent_image=latent, first_frame=first_frame, seed=0, steps=2, cfg=7.5, sampler_name="ddim",
+                  scheduler="cinemo_ddim", dct_init=True, low_pass=0.23, noise_timestep=975)
+    nan_residual = {"samples": torch.full_like(latent["samples"], float("nan"))}
+    with pytest.raises(ValueError, match=r"^residual: the sampled motion residual contains NaN"):
+        call_node("CinemoResidualToFrames", residual=nan_residual, first_frame=first_frame)
+
+
+def test_first_frame_is_encoded_in_float32_even_by_a_bf16_vae(comfy_models):
+    """Every frame is this latent plus a residual: ComfyUI's bf16 VAE dtype must not round it."""
+    import comfy.sd
+    import comfy.utils
+    import folder_paths
+
+    from cinemo_core.preprocess import fit_image
+
+    weights = comfy.utils.load_torch_file(folder_paths.get_full_path("vae", comfy_models.vae))
+    rounded = {key: value.to(torch.bfloat16) for key, value in weights.items()}
+    bf16_vae = comfy.sd.VAE(sd=rounded, dtype=torch.bfloat16)
+    fp32_vae = comfy.sd.VAE(sd={key: value.float() for key, value in rounded.items()}, dtype=torch.float32)
+    torch.manual_seed(3)
+    images = torch.rand(1, 40, 72, 3)
+    (latent,) = call_node("CinemoFirstFrameEncode", image=images, vae=bf16_vae, width=64, height=32)
+    with pytest.warns(UserWarning):
+        pixels = ((fit_image(images, 64, 32) + 1) / 2).movedim(1, -1)
+    reference = fp32_vae.encode(pixels)
+    assert relative_error(latent["samples"], reference) <= 1e-5
+    assert relative_error(bf16_vae.encode(pixels), reference) > 1e-3  # what a bf16 encode would have given
+    assert bf16_vae.vae_dtype == torch.bfloat16  # the VAE is left as it was
+    assert {p.dtype for p in bf16_vae.first_stage_model.parameters()} == {torch.bfloat16}

@@ -83,8 +83,6 @@ def shrink(prompt: dict, files: dict, tag: str) -> dict:
             inputs.update(width=WIDTH, height=HEIGHT)
         if kind == "CinemoConditioning":
             inputs["frames"] = FRAMES
-        if kind == "CinemoTemporalVAEDecode":
-            inputs["frames_per_clip"] = FRAMES
         if kind in ("CinemoSampler", "CinemoScheduler"):
             inputs["steps"] = STEPS
         if "filename_prefix" in inputs:

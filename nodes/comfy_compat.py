@@ -47,7 +47,7 @@ SD15LatentFormat = comfy.latent_formats.SD15
 ModelSamplingDiscrete = comfy.model_sampling.ModelSamplingDiscrete
 EpsilonPrediction = comfy.model_sampling.EPS
 #: The default layer namespace ``BaseModel`` passes as ``operations`` (Conv2d, Linear, GroupNorm, LayerNorm,
-#: Embedding with ``forward(input, out_dtype=None)``).
+#: Embedding); the cast-on-the-fly variants (manual cast, fp8 storage) honour ``Embedding(input, out_dtype=)``.
 default_operations = comfy.ops.disable_weight_init
 #: Per-sample conditioning tensor (batched and sliced with its cond) and a per-call constant.
 CONDRegular = comfy.conds.CONDRegular

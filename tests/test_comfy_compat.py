@@ -31,7 +31,11 @@ class RecordingUNet(nn.Module):
     def __init__(self, **kwargs) -> None:
         super().__init__()
         RecordingUNet.built_with = kwargs
-        self.weight = nn.Parameter(torch.zeros(1))
+        self.weight = nn.Parameter(torch.zeros(1, dtype=kwargs.get("dtype")))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
 
 
 def test_base_model_builds_unet_model_from_the_config(compat):
@@ -76,9 +80,11 @@ def test_model_config_takes_unet_config_and_inference_dtypes(compat):
     assert {"sampling_settings", "latent_format", "supported_inference_dtypes"} <= set(dir(compat.ModelConfig))
 
 
-def test_sd15_latent_format_scale_and_preview_layout(compat):
+def test_sd15_latent_format_scale_and_preview_layout(compat, monkeypatch):
     import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
 
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.Latent2RGB)
     latent_format = compat.SD15LatentFormat()
     assert latent_format.scale_factor == 0.18215
     assert len(latent_format.latent_rgb_factors) == 4
@@ -101,10 +107,12 @@ def test_model_sampling_discrete_set_sigmas(compat):
 
 
 def test_default_operations_embedding_takes_out_dtype(compat):
-    embedding = compat.default_operations.Embedding(4, 3, dtype=torch.float16)
-    nn.init.ones_(embedding.weight)
-    assert "out_dtype" in parameters(embedding.forward)
-    assert embedding(torch.tensor([1]), out_dtype=torch.float32).dtype == torch.float32
+    import comfy.ops
+
+    assert compat.default_operations.Embedding(4, 3)(torch.tensor([1]), out_dtype=torch.float32).dtype == torch.float32
+    casting = comfy.ops.manual_cast.Embedding(4, 3, dtype=torch.float16)  # what fp8 / manual-cast weights use
+    nn.init.ones_(casting.weight)
+    assert casting(torch.tensor([1]), out_dtype=torch.float32).dtype == torch.float32
     for layer in ("Conv2d", "Linear", "GroupNorm", "LayerNorm"):
         assert issubclass(getattr(compat.default_operations, layer), getattr(nn, layer))
 
@@ -257,8 +265,13 @@ def test_load_weights(compat, tmp_path):
 
 @pytest.fixture(scope="module")
 def svd_vae(compat):
-    """ComfyUI's SVD VAE, built from nothing but its SGM marker key (random weights are enough here)."""
-    return compat.VAE(sd={"decoder.mid.block_1.mix_factor": torch.zeros(1)})
+    """ComfyUI's SVD VAE, built from nothing but its SGM marker key, with random weights."""
+    vae = compat.VAE(sd={"decoder.mid.block_1.mix_factor": torch.zeros(1)})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in vae.first_stage_model.parameters():  # missing weights are left uninitialised
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return vae
 
 
 def test_has_temporal_decoder(compat, svd_vae):

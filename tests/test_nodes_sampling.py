@@ -260,10 +260,10 @@ def test_first_frame_is_encoded_in_float32_even_by_a_bf16_vae(comfy_models):
     bf16_vae = comfy.sd.VAE(sd=rounded, dtype=torch.bfloat16)
     fp32_vae = comfy.sd.VAE(sd={key: value.float() for key, value in rounded.items()}, dtype=torch.float32)
     torch.manual_seed(3)
-    images = torch.rand(1, 40, 72, 3)
-    (latent,) = call_node("CinemoFirstFrameEncode", image=images, vae=bf16_vae, width=64, height=32)
+    images = torch.rand(1, 70, 100, 3)
+    (latent,) = call_node("CinemoFirstFrameEncode", image=images, vae=bf16_vae, width=96, height=64)
     with pytest.warns(UserWarning):
-        pixels = ((fit_image(images, 64, 32) + 1) / 2).movedim(1, -1)
+        pixels = ((fit_image(images, 96, 64) + 1) / 2).movedim(1, -1)
     reference = fp32_vae.encode(pixels)
     assert relative_error(latent["samples"], reference) <= 1e-5
     assert relative_error(bf16_vae.encode(pixels), reference) > 1e-3  # what a bf16 encode would have given

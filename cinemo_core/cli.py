@@ -335,7 +335,9 @@ def _check_inputs(
 
 
 def _read_source_clip(args: argparse.Namespace, settings: TransferSettings) -> tuple[torch.Tensor, float]:
-    """The frames of --video that the transfer uses, and the clip's frame rate (0 when unknown)."""
+    """The start of --video, long enough for the frames asked for (checked), and its frame rate (0 when unknown)."""
+    import torch
+
     from .transfer import select_source_frames
     from .video_io import READABLE_EXTENSIONS, read_video
 
@@ -351,9 +353,10 @@ def _read_source_clip(args: argparse.Namespace, settings: TransferSettings) -> t
             f"--video: cannot read video '{path}' ({type(error).__name__}: {error}). Give a readable video file."
         ) from None
     try:
-        return select_source_frames(frames, settings.num_frames, settings.frame_step), source_fps
+        select_source_frames(frames, settings.num_frames, settings.frame_step)
     except ValueError as error:
         raise UsageError(f"--video/--frames/--frame-step: {error}") from None
+    return torch.from_numpy(frames), source_fps
 
 
 def _check_transfer_inputs(

@@ -300,7 +300,7 @@ def test_inversion_rejects_a_unet_with_the_wrong_output():
 @pytest.mark.parametrize(
     ("inverted", "edit_base", "kwargs", "message"),
     [
-        ((1, 4, 7, 40, 64), (1, 4, 1, 40, 62), {}, r"edited first frame's latent is 40x62 .* inverted latents are 40x64"),
+        ((1, 4, 7, 40, 64), (1, 4, 1, 40, 62), {}, r"first frame.s latent is 40x62 .* inverted latents are 40x64"),
         ((1, 4, 7, 40, 64), (1, 4, 1, 32, 64), {}, "32x64.*40x64"),
         ((1, 4, 7, 8, 8), (1, 4, 2, 8, 8), {}, r"edit_base must be one scaled first-frame latent"),
         ((1, 4, 7, 8, 8), (1, 3, 1, 8, 8), {}, "3 channels"),

@@ -7,8 +7,9 @@ Examples::
     cinemo-animate transfer --video walk.mp4 --image walk_edited.png --model ./Cinemo --out edited.mp4 \\
         --source-prompt "a man walking on the beach" --prompt "a robot walking on the beach"
 
-``transfer`` (first argument) runs motion transfer (:mod:`cinemo_core.transfer`); its options are
-animation's plus ``--video``, ``--image``, ``--source-prompt``, ``--inversion-cfg`` and ``--frame-step``.
+``transfer`` (first argument; an image file of that name needs ``./transfer``) runs motion transfer
+(:mod:`cinemo_core.transfer`); its options are animation's plus ``--video``, ``--image``, ``--source-prompt``,
+``--inversion-cfg`` and ``--frame-step``.
 
 Every argument is checked, and the image, output folder and model folder are looked at, before
 anything heavy is loaded. The video is written to a temporary file next to ``--out`` and renamed
@@ -31,11 +32,12 @@ import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence, TextIO
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 
 if TYPE_CHECKING:
     import torch
 
+    from .components import CinemoComponents
     from .pipeline import AnimationSettings
     from .transfer import TransferSettings
 
@@ -76,8 +78,14 @@ def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) ->
     """The options animation and motion transfer share (one definition for both commands)."""
     from .components import VAE_CHOICES
     from .devices import DTYPE_CHOICES
-    from .pipeline import DEFAULT_DCT_LOW_PASS, DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_INTENSITY, DEFAULT_STEPS, \
-        DEFAULT_WIDTH
+    from .pipeline import (
+        DEFAULT_DCT_LOW_PASS,
+        DEFAULT_FRAMES,
+        DEFAULT_HEIGHT,
+        DEFAULT_INTENSITY,
+        DEFAULT_STEPS,
+        DEFAULT_WIDTH,
+    )
     from .video_io import SUPPORTED_EXTENSIONS
 
     parser.add_argument(
@@ -237,6 +245,7 @@ def _validated(settings):
 
 
 def _settings_from(args: argparse.Namespace) -> AnimationSettings:
+    from .components import CinemoComponents
     from .pipeline import AnimationSettings
 
     return _validated(AnimationSettings(**_shared_settings(args)))
@@ -412,7 +421,9 @@ def _show_warning(stream: TextIO):
     return show
 
 
-def _load_components(args: argparse.Namespace, device: torch.device, dtype: torch.dtype, stderr: TextIO, say):
+def _load_components(
+    args: argparse.Namespace, device: torch.device, dtype: torch.dtype, stderr: TextIO, say: Callable[..., None]
+) -> CinemoComponents | None:
     """The demo's tiny model (announced) or the model folder's; None after reporting a load failure."""
     from .components import ComponentLoadError, load_components
 

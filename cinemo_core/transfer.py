@@ -128,7 +128,10 @@ def select_source_frames(clip: torch.Tensor | np.ndarray, num_frames: int, frame
     return clip[: needed : frame_step]
 
 
-def _frames_tensor(clip: str | os.PathLike[str] | torch.Tensor | np.ndarray, needed: int) -> torch.Tensor:
+def _load_clip(
+    clip: str | os.PathLike[str] | torch.Tensor | np.ndarray, needed: int
+) -> torch.Tensor | np.ndarray:
+    """Frames as given, or the first ``needed`` frames of a video file (a long clip is not read whole)."""
     if isinstance(clip, (str, os.PathLike)):
         from .video_io import read_video
 
@@ -191,7 +194,7 @@ def transfer_motion(
     device, dtype = components.device, components.dtype
 
     clip = select_source_frames(
-        _frames_tensor(video_frames, settings.source_frames_needed), settings.num_frames, settings.frame_step
+        _load_clip(video_frames, settings.source_frames_needed), settings.num_frames, settings.frame_step
     )
     edited = edited_image if isinstance(edited_image, torch.Tensor) else load_image(edited_image)
     if edited.dim() != 4 or edited.shape[0] != 1:

@@ -18,3 +18,8 @@ DEFAULT_DCT_LOW_PASS = 0.23
 DEFAULT_DCT_NOISE_TIMESTEP = 975
 #: Frames the official code decodes per call of the temporal VAE decoder (16 frames decode as 14 + 2).
 OFFICIAL_DECODE_CHUNK = 14
+#: Motion transfer (the official video-editing script): the edited first frame is noised to t = 985 before the
+#: DCT mix, and neither pass uses text guidance.
+DEFAULT_EDIT_NOISE_TIMESTEP = 985
+DEFAULT_EDIT_LOW_PASS = DEFAULT_DCT_LOW_PASS
+DEFAULT_TRANSFER_GUIDANCE = 1.0

@@ -91,6 +91,11 @@ class AnimationSettings:
     dct_low_pass: float = DEFAULT_DCT_LOW_PASS
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
 
+    @classmethod
+    def _official(cls, name: str) -> object:
+        """The default of a setting (subclasses such as the motion-transfer settings have their own)."""
+        return cls.__dataclass_fields__[name].default
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
         for name in ("prompt", "negative_prompt"):
@@ -108,7 +113,10 @@ class AnimationSettings:
             raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
         if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
                 or self.guidance_scale < 0:
-            raise ValueError(f"guidance scale (cfg) must be a number >= 0 (official 7.5), got {self.guidance_scale!r}.")
+            raise ValueError(
+                f"guidance scale (cfg) must be a number >= 0 (official {self._official('guidance_scale'):g}), "
+                f"got {self.guidance_scale!r}."
+            )
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
         if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
@@ -127,8 +135,10 @@ class AnimationSettings:
         if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
             raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
         if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
+            official = self._official("dct_noise_timestep")
             raise ValueError(
-                f"DCT noise timestep must be an integer from 0 to 999 (official 975), got {self.dct_noise_timestep!r}."
+                f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
+                f"got {self.dct_noise_timestep!r}."
             )
 
     def quality_warnings(self) -> list[str]:

@@ -6,6 +6,7 @@ from . import (
     conditioning,
     first_frame,
     init_noise,
+    invert_motion,
     model_loader,
     motion,
     residual_to_frames,
@@ -13,11 +14,12 @@ from . import (
     scheduler,
     temporal_vae_decode,
     temporal_vae_loader,
+    video_encode,
 )
 
 NODE_MODULES = (
     model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,
-    temporal_vae_loader, temporal_vae_decode, motion,
+    temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion,
 )
 
 

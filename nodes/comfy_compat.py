@@ -152,19 +152,30 @@ def fit_latent_channels(model: Any, latent: torch.Tensor) -> torch.Tensor:
 
 def sample_with_guidance(
     model: Any, positive: list, negative: list, cfg: float, noise: torch.Tensor, latent: torch.Tensor,
-    sampler_name: str, sigmas: torch.Tensor, seed: int, denoise_mask: torch.Tensor | None = None,
+    sampler: str | Any, sigmas: torch.Tensor, seed: int, denoise_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """What ``SamplerCustomAdvanced`` with a ``CFGGuider`` does: ``CFGGuider(model).set_conds/set_cfg`` and
-    ``sample(noise, latent, sampler_object(name), sigmas, denoise_mask=, callback=, disable_pbar=, seed=)``,
-    with the preview and progress callback from ``latent_preview.prepare_callback(model, steps)``."""
+    ``sample(noise, latent, sampler, sigmas, denoise_mask=, callback=, disable_pbar=, seed=)`` with a SAMPLER
+    (or one by name: ``sampler_object(name)``), previews and progress from
+    ``latent_preview.prepare_callback(model, steps)``."""
     guider = comfy.samplers.CFGGuider(model)
     guider.set_conds(positive, negative)
     guider.set_cfg(cfg)
+    if isinstance(sampler, str):
+        sampler = comfy.samplers.sampler_object(sampler)
     return guider.sample(
-        noise, latent, comfy.samplers.sampler_object(sampler_name), sigmas, denoise_mask=denoise_mask,
+        noise, latent, sampler, sigmas, denoise_mask=denoise_mask,
         callback=latent_preview.prepare_callback(model, sigmas.shape[-1] - 1),
         disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
     )
+
+
+def custom_sampler(function: Callable) -> Any:
+    """A SAMPLER running ``function(model, x, sigmas, extra_args=, callback=, disable=)`` as ComfyUI runs its
+    k-diffusion samplers (``comfy.samplers.KSAMPLER``): ``model(x, sigma * ones, **extra_args)`` returns the
+    denoised latent, ``x`` starts at the latent plus ``noise * sigmas[0]`` (EPS models, ``sigmas[0]`` below
+    sigma_max), and ``callback({"x", "i", "sigma", "sigma_hat", "denoised"})`` drives progress and previews."""
+    return comfy.samplers.KSAMPLER(function)
 
 
 def conditioning_with(conditioning: list, values: dict) -> list:

@@ -15,9 +15,14 @@ import torch
 from comfy_api.latest import io
 
 from ..cinemo_core.dct_init import INIT_MODES, init_noise
-from ..cinemo_core.defaults import DEFAULT_DCT_LOW_PASS, DEFAULT_DCT_NOISE_TIMESTEP, DEFAULT_INIT
+from ..cinemo_core.defaults import (
+    DEFAULT_DCT_LOW_PASS,
+    DEFAULT_DCT_NOISE_TIMESTEP,
+    DEFAULT_EDIT_NOISE_TIMESTEP,
+    DEFAULT_INIT,
+)
 from ..cinemo_core.schedule import CinemoSchedule
-from .latents import check_residual_matches_first_frame, first_frame_samples
+from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
 from .model_config import latent_scale
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
@@ -78,9 +83,12 @@ class CinemoNoise:
         )
         if self.base_noise is not None:
             if tuple(self.base_noise.shape) != tuple(residual.shape):
+                *_, frames, height, width = self.base_noise.shape
                 raise ValueError(
-                    f"base_noise has shape {list(self.base_noise.shape)}; expected the residual latent's "
-                    f"{list(residual.shape)}."
+                    f"inverted_motion holds {frames} frames of {width * 8}x{height * 8} pixels (latent "
+                    f"{list(self.base_noise.shape)}) but latent_image, the residual to sample, is "
+                    f"{list(residual.shape)}: set the target's Cinemo Conditioning frames to the source clip's "
+                    "frame count and encode the new first frame at the source clip's width and height."
                 )
             noise = self.base_noise.detach().to(device="cpu", dtype=torch.float32)
         else:
@@ -115,14 +123,34 @@ class CinemoInitNoise(io.ComfyNode):
                     "mode", options=list(INIT_MODES), default=DEFAULT_INIT,
                     tooltip="dct: Cinemo's DCTInit (official); fft: FreeInit-style Gaussian low-pass; plain: noise only.",
                 ),
+                io.Latent.Input(
+                    "inverted_motion", optional=True,
+                    tooltip="Motion transfer: the output of Cinemo Invert Motion. It takes the place of the Gaussian "
+                    "noise (the seed is then unused) and first_frame is the new first frame, as the official "
+                    "video-editing script does.",
+                ),
+                io.Int.Input(
+                    "inverted_noise_timestep", default=DEFAULT_EDIT_NOISE_TIMESTEP, min=0, max=MAX_TIMESTEP,
+                    optional=True,
+                    tooltip="With inverted_motion: how far the new first frame is noised before the DCT mix "
+                    f"(official {DEFAULT_EDIT_NOISE_TIMESTEP}; noise_timestep applies without inverted_motion).",
+                ),
             ],
             outputs=[io.Noise.Output(display_name="noise", tooltip="Initial noise for SamplerCustomAdvanced.")],
         )
 
     @classmethod
-    def execute(cls, first_frame: dict, seed: int, low_pass: float, noise_timestep: int, mode: str) -> io.NodeOutput:
+    def execute(
+        cls, first_frame: dict, seed: int, low_pass: float, noise_timestep: int, mode: str,
+        inverted_motion: dict | None = None, inverted_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP,
+    ) -> io.NodeOutput:
         samples = first_frame_samples(first_frame, "first_frame")
-        return io.NodeOutput(CinemoNoise(samples, seed, mode, float(low_pass), int(noise_timestep)))
+        if inverted_motion is None:
+            return io.NodeOutput(CinemoNoise(samples, seed, mode, float(low_pass), int(noise_timestep)))
+        inverted = residual_samples(inverted_motion, "inverted_motion") * latent_scale()
+        return io.NodeOutput(
+            CinemoNoise(samples, seed, mode, float(low_pass), int(inverted_noise_timestep), base_noise=inverted)
+        )
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoInitNoise]

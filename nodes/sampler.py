@@ -62,6 +62,11 @@ class CinemoSampler(io.ComfyNode):
                     tooltip="Start from DCTInit (official) rather than plain noise: steadier colours and layout.",
                 ),
                 *dct_inputs(),
+                io.Noise.Input(
+                    "noise", optional=True,
+                    tooltip="Optional initial noise instead of seed and DCTInit settings, e.g. Cinemo Init Noise with "
+                    "inverted_motion for motion transfer.",
+                ),
             ],
             outputs=[io.Latent.Output(display_name="residual", tooltip="The denoised motion residual.")],
         )
@@ -70,6 +75,7 @@ class CinemoSampler(io.ComfyNode):
     def execute(
         cls, model, positive: list, negative: list, latent_image: dict, first_frame: dict, seed: int, steps: int,
         cfg: float, sampler_name: str, scheduler: str, dct_init: bool, low_pass: float, noise_timestep: int,
+        noise=None,
     ) -> io.NodeOutput:
         require_cinemo_model(model, "model")
         residual = residual_samples(latent_image, "latent_image")
@@ -78,7 +84,8 @@ class CinemoSampler(io.ComfyNode):
             residual.shape, first.shape, residual_name="latent_image", first_frame_name="first_frame"
         )
         residual = fit_latent_channels(model, residual)
-        noise = CinemoNoise(first, seed, "dct" if dct_init else "plain", float(low_pass), int(noise_timestep))
+        if noise is None:
+            noise = CinemoNoise(first, seed, "dct" if dct_init else "plain", float(low_pass), int(noise_timestep))
         if scheduler == CINEMO_SCHEDULER:
             sigmas = official_sigmas(steps)
         else:

@@ -19,9 +19,10 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 sys.path.insert(0, str(WORKFLOWS / "tools"))
+import cinemo_workflows  # noqa: E402
 from node_schemas import live_schemas, load_snapshot  # noqa: E402
 
-NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+NAMES = sorted(cinemo_workflows.SPECS)
 SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
 WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 4, 4
 TEMPORAL_VAE = "workflow_test_temporal_vae"
@@ -79,11 +80,11 @@ def shrink(prompt: dict, files: dict, tag: str) -> dict:
         for (node_type, name), value in files.items():
             if kind == node_type:
                 inputs[name] = value
-        if kind == "CinemoFirstFrameEncode":
+        if kind in ("CinemoFirstFrameEncode", "CinemoVideoEncode"):
             inputs.update(width=WIDTH, height=HEIGHT)
-        if kind == "CinemoConditioning":
+        if kind in ("CinemoConditioning", "CinemoVideoEncode"):
             inputs["frames"] = FRAMES
-        if kind in ("CinemoSampler", "CinemoScheduler"):
+        if kind in ("CinemoSampler", "CinemoScheduler", "CinemoInvertMotion"):
             inputs["steps"] = STEPS
         if "filename_prefix" in inputs:
             inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
@@ -125,6 +126,7 @@ EXPECTED = {
     "cinemo_init_comparison": [("SaveAnimatedWEBP", FRAMES, (3 * WIDTH + 16, HEIGHT))],
     "cinemo_chained_clips": [("SaveVideo", 2 * FRAMES - 1, (WIDTH, HEIGHT))],
     "cinemo_motion_from_video": [("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
+    "cinemo_motion_transfer": [("SaveAnimatedWEBP", FRAMES, (WIDTH, HEIGHT)), ("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
 }
 
 
@@ -146,7 +148,7 @@ def test_saved_api_workflow_still_validates(comfyui, workflow_inputs, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_validates_and_runs(comfyui, workflow_inputs, name):
-    shipped = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    shipped = json.loads(cinemo_workflows.api_path(name).read_text())
     tag = uuid.uuid4().hex[:8]
     prompt = shrink(shipped, workflow_inputs, tag)
     ok, error, outputs_to_run, node_errors = comfyui.validate(prompt)

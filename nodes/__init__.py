@@ -7,6 +7,7 @@ from . import (
     first_frame,
     init_noise,
     invert_motion,
+    last_frame,
     model_loader,
     motion,
     residual_to_frames,
@@ -19,7 +20,7 @@ from . import (
 
 NODE_MODULES = (
     model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,
-    temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion,
+    temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion, last_frame,
 )
 
 

@@ -269,3 +269,14 @@ def test_first_frame_is_encoded_in_float32_even_by_a_bf16_vae(comfy_models):
     assert relative_error(bf16_vae.encode(pixels), reference) > 1e-3  # what a bf16 encode would have given
     assert bf16_vae.vae_dtype == torch.bfloat16  # the VAE is left as it was
     assert {p.dtype for p in bf16_vae.first_stage_model.parameters()} == {torch.bfloat16}
+
+
+def test_last_frame_is_the_last_frame_latent_exactly(comfyui, golden):
+    first_frame = {"samples": golden["base_content"][:, :, 0] / SCALE}
+    residual = {"samples": golden["sampled_residual"] / SCALE}
+    (last,) = call_node("CinemoLastFrame", residual=residual, first_frame=first_frame)
+    (frames,) = call_node("CinemoResidualToFrames", residual=residual, first_frame=first_frame)
+    assert torch.equal(last["samples"], frames["samples"][-1:])  # what decoding the last frame starts from
+    assert relative_error(last["samples"], golden["video_latents"][:, :, -1] / SCALE) <= 1e-6
+    with pytest.raises(ValueError, match="residual: the sampled motion residual contains NaN"):
+        call_node("CinemoLastFrame", residual={"samples": residual["samples"] * float("nan")}, first_frame=first_frame)

@@ -39,7 +39,7 @@ REQUIRED_TYPES = {
     "cinemo_paper_exact": {"SamplerCustomAdvanced", "CinemoScheduler", "CinemoInitNoise", "CFGGuider"},
     "cinemo_motion_intensities": {"ImageStitch", "CinemoConditioning"},
     "cinemo_init_comparison": {"CinemoInitNoise", "SamplerCustomAdvanced", "ImageStitch"},
-    "cinemo_chained_clips": {"ImageFromBatch", "ImageBatch", "SaveVideo"},
+    "cinemo_chained_clips": {"CinemoLastFrame", "ImageFromBatch", "ImageBatch", "SaveVideo"},
     "cinemo_motion_from_video": {"LoadVideo", "CinemoMotionFromVideo"},
     "cinemo_motion_transfer": {"LoadVideo", "CinemoVideoEncode", "CinemoInvertMotion", "CinemoInitNoise",
                                "SamplerCustomAdvanced"},
@@ -262,14 +262,17 @@ def test_intensities_differ_and_motion_from_video_feeds_conditioning():
     assert api[cond["inputs"]["intensity"][0]]["class_type"] == "CinemoMotionFromVideo"
 
 
-def test_chained_clip_two_starts_from_clip_ones_last_frame():
+def test_chained_clip_two_starts_from_clip_ones_last_frame_latent():
     api = load("cinemo_chained_clips", api=True)
-    encodes = [key for key, n in api.items() if n["class_type"] == "CinemoFirstFrameEncode"]
-    second = next(api[key] for key in encodes if api[key]["inputs"]["image"][0] != encodes[0]
-                  and api[api[key]["inputs"]["image"][0]]["class_type"] == "ImageFromBatch")
-    last = api[second["inputs"]["image"][0]]["inputs"]
-    assert last["batch_index"] == 4095 and last["length"] == 1  # ImageFromBatch clamps to the last frame
-    assert api[last["image"][0]]["class_type"] == "CinemoTemporalVAEDecode"
+    samplers = sorted(key for key, n in api.items() if n["class_type"] == "CinemoSampler")
+    (last_key,) = [key for key, n in api.items() if n["class_type"] == "CinemoLastFrame"]
+    last = api[last_key]["inputs"]
+    assert last["residual"][0] == samplers[0] and last["first_frame"] == api[samplers[0]]["inputs"]["first_frame"]
+    second = api[samplers[1]]["inputs"]
+    assert second["first_frame"][0] == last_key
+    assert api[second["positive"][0]]["inputs"]["first_frame"][0] == last_key
+    assert "CinemoFirstFrameEncode" not in {api[k]["class_type"] for k in api if k != api[samplers[0]]["inputs"]["first_frame"][0]}
+
 
 
 @pytest.mark.parametrize("name", NAMES)

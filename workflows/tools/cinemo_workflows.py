@@ -314,13 +314,11 @@ def chained_clips(g: Graph) -> None:
     cond = _conditioning(g, 2, 0, model, pos, neg, first, title="Conditioning: clip 1")
     sample = _sampler(g, 3, 0, model, cond, first, title="Sampler: clip 1")
     clip1 = _decode(g, 4, 0, sample, first, vae, title="Decode: clip 1")
-    last = g.add("ImageFromBatch", 1, 760, title="Last frame of clip 1", image=g.out(clip1), batch_index=4095,
-                 length=1)
-    first2 = g.add("CinemoFirstFrameEncode", 1, 920, title="First frame of clip 2", image=g.out(last),
-                   vae=g.out(vae), width=512, height=320)
-    cond2 = _conditioning(g, 2, 720, model, pos, neg, first2, title="Conditioning: clip 2")
-    sample2 = _sampler(g, 3, 720, model, cond2, first2, title="Sampler: clip 2", seed=SEED + 1)
-    clip2 = _decode(g, 4, 720, sample2, first2, vae, title="Decode: clip 2")
+    last = g.add("CinemoLastFrame", 1, 760, title="Last frame of clip 1 (its latent: no drift)",
+                 residual=g.out(sample), first_frame=g.out(first))
+    cond2 = _conditioning(g, 2, 720, model, pos, neg, last, title="Conditioning: clip 2")
+    sample2 = _sampler(g, 3, 720, model, cond2, last, title="Sampler: clip 2", seed=SEED + 1)
+    clip2 = _decode(g, 4, 720, sample2, last, vae, title="Decode: clip 2")
     rest = g.add("ImageFromBatch", 6, 720, title="Clip 2 without its first frame", image=g.out(clip2), batch_index=1,
                  length=4096)
     joined = g.add("ImageBatch", 7, 360, title="Clip 1 + clip 2", image1=g.out(clip1), image2=g.out(rest))
@@ -388,8 +386,10 @@ SPECS = {
     ),
     "cinemo_chained_clips": (
         "Cinemo - Chained clips", chained_clips, MODELS_NOTE,
-        "A longer clip: the last frame of clip 1 is the first frame of clip 2; both joined into one MP4 "
-        "(clip 2's first frame, a copy, is dropped). Copy the clip 2 nodes to chain more.",
+        "A longer video from clips: clip 2 starts from the last frame of clip 1, taken as a latent (Cinemo Last "
+        "Frame), not decoded and encoded again, so nothing drifts; both are joined into one MP4 (clip 2's first "
+        "frame, a copy, is dropped). Copy the clip 2 nodes to chain more. Each clip follows its own prompt and "
+        "motion, and the motion may change pace at the joins; for one continuous motion use context windows.",
     ),
     "cinemo_motion_from_video": (
         "Cinemo - Match the motion intensity of a video", motion_from_video,

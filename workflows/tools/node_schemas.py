@@ -33,7 +33,7 @@ CORE_TYPES = (
 CINEMO_TYPES = (
     "CinemoModelLoader", "CinemoFirstFrameEncode", "CinemoConditioning", "CinemoInitNoise", "CinemoScheduler",
     "CinemoSampler", "CinemoResidualToFrames", "CinemoTemporalVAELoader", "CinemoTemporalVAEDecode",
-    "CinemoMotionFromVideo", "CinemoVideoEncode", "CinemoInvertMotion",
+    "CinemoMotionFromVideo", "CinemoVideoEncode", "CinemoInvertMotion", "CinemoLastFrame",
 )
 #: Combos whose options are file lists.
 FILE_COMBOS = {

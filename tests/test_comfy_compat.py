@@ -295,3 +295,25 @@ def test_encode_and_decode_images_and_latent_layout(compat, svd_vae):
     latents = compat.encode_images(svd_vae, torch.rand(1, 16, 16, 3))
     assert latents.shape == (1, 4, 2, 2)
     assert compat.decode_images(svd_vae, latents).shape == (1, 16, 16, 3)
+
+
+def test_custom_sampler(compat, golden_model, golden):
+    from comfy_models import golden_conditioning
+
+    positive, negative, latent, _ = golden_conditioning(golden)
+    start = torch.randn(latent["samples"].shape, generator=torch.Generator().manual_seed(1))
+    sigmas = torch.tensor([0.5, 2.0, 7.0])
+    seen = {}
+
+    def function(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        seen["x"] = x.clone()
+        denoised = model(x, sigmas[1] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+        callback({"x": x, "i": 0, "sigma": sigmas[1], "sigma_hat": sigmas[1], "denoised": denoised})
+        seen["denoised"] = denoised
+        return x * 2
+
+    out = compat.sample_with_guidance(golden_model, positive, negative, 1.0, torch.zeros_like(start), start,
+                                      compat.custom_sampler(function), sigmas, seed=0)
+    assert torch.allclose(seen["x"], start * 0.18215)  # the latent in model space, zero noise added
+    assert seen["denoised"].shape == start.shape and not torch.equal(seen["denoised"], seen["x"])
+    assert torch.allclose(out, start * 2, atol=1e-6)  # back in LATENT space, not rescaled by the last sigma

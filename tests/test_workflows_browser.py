@@ -1,7 +1,7 @@
 """The UI workflows in a real browser: ComfyUI's own frontend loads each one as a drag and drop does.
 
-Starts ComfyUI (``COMFYUI_PATH``) as a server with this pack and a models folder holding files under exactly
-the names the workflows use, opens its page in headless Chromium (``/usr/bin/chromium``, driven by
+Starts ComfyUI (``COMFYUI_PATH``) as a server (``comfyui_server.py``) with this pack and a models folder holding
+files under exactly the names the workflows use, opens its page in headless Chromium (``/usr/bin/chromium``, driven by
 Playwright), fetches each workflow from the template endpoint (``/api/workflow_templates/<pack>/<name>.json``)
 and loads it with ``app.loadGraphData``. Asserts: every node type is registered, no dialog (missing nodes or
 models) opened, each widget shows the value the JSON gives it (so widgets_values line up with the frontend's
@@ -16,14 +16,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from comfyui_harness import PACK_NAME as PACK
+from comfyui_server import ComfyUIServer, comfyui_server
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
@@ -33,7 +30,6 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-PACK = "cinemo_nodes"
 THUMBNAIL_WIDTH = 640
 
 
@@ -52,20 +48,12 @@ def _requirements() -> str | None:
 pytestmark = pytest.mark.skipif(_requirements() is not None, reason=_requirements() or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _lay_out(root: Path) -> Path:
-    """custom_nodes with the pack, models under the workflows' names, input files; returns the yaml."""
+def _lay_out(server: ComfyUIServer) -> None:
+    """Models under exactly the names the workflows use (listed, never loaded) and the input files they name."""
     import av
     import numpy as np
 
-    (root / "custom_nodes").mkdir()
-    (root / "custom_nodes" / PACK).symlink_to(REPO, target_is_directory=True)
-    cinemo = root / "models" / "cinemo" / "Cinemo"
+    cinemo = server.models / "cinemo" / "Cinemo"
     cinemo.mkdir(parents=True)
     (cinemo / "unet").symlink_to(REPO / "tests" / "fixtures" / "tiny_a" / "unet", target_is_directory=True)
     temporal = cinemo / "vae_temporal_decoder"
@@ -73,12 +61,10 @@ def _lay_out(root: Path) -> Path:
     (temporal / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLTemporalDecoder"}))
     (temporal / "diffusion_pytorch_model.safetensors").write_bytes(b"")  # listed only; never loaded here
     for folder, name in (("text_encoders", "clip_l.safetensors"), ("vae", "vae-ft-mse-840000-ema-pruned.safetensors")):
-        (root / "models" / folder).mkdir(parents=True)
-        (root / "models" / folder / name).write_bytes(b"")
-    inputs = root / "input"
-    inputs.mkdir()
-    shutil.copy(Path(os.environ["COMFYUI_PATH"]) / "input" / "example.png", inputs / "example.png")
-    with av.open(str(inputs / "reference_clip.mp4"), "w") as container:
+        (server.models / folder).mkdir(parents=True)
+        (server.models / folder / name).write_bytes(b"")
+    shutil.copy(server.comfy_path / "input" / "example.png", server.input / "example.png")
+    with av.open(str(server.input / "reference_clip.mp4"), "w") as container:
         stream = container.add_stream("libx264", rate=8)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for t in range(4):
@@ -87,70 +73,31 @@ def _lay_out(root: Path) -> Path:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    yaml = root / "extra_model_paths.yaml"
-    yaml.write_text(
-        f"cinemo_workflow_test:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  cinemo: models/cinemo\n"
-        "  text_encoders: models/text_encoders\n  vae: models/vae\n"
-    )
-    return yaml
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("comfyui_browser")
-    yaml = _lay_out(root)
-    for folder in ("user", "output", "temp"):
-        (root / folder).mkdir()
-    port = _free_port()
-    comfy = Path(os.environ["COMFYUI_PATH"])
-    log = open(root / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(yaml),
-         "--input-directory", str(root / "input"), "--output-directory", str(root / "output"),
-         "--user-directory", str(root / "user"), "--temp-directory", str(root / "temp")],
-        cwd=comfy, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/object_info/CinemoModelLoader", timeout=5) as response:
-                    if json.load(response):
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ComfyUI did not start:\n{(root / 'server.log').read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url, root
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with comfyui_server(Path(os.environ["COMFYUI_PATH"]), root, _lay_out) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def page(server):
     from playwright.sync_api import sync_playwright
 
-    url, _ = server
     # a fresh user folder would open the template browser on first start
-    request = urllib.request.Request(f"{url}/api/settings", data=json.dumps({
+    status, _ = server.post("/api/settings", {
         "Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": True, "Comfy.Minimap.Visible": False,
-    }).encode(), method="POST", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).close()
+    })
+    assert status == 200
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         tab = browser.new_page(viewport={"width": 1600, "height": 1000})
         errors: list[str] = []
         tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto(url, wait_until="domcontentloaded")
+        tab.goto(server.url, wait_until="domcontentloaded")
         tab.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=90_000)
         tab.wait_for_timeout(1500)
         tab.errors = errors
@@ -159,9 +106,7 @@ def page(server):
 
 
 def test_pack_workflows_are_listed_as_templates(server):
-    url, _ = server
-    with urllib.request.urlopen(f"{url}/api/workflow_templates", timeout=10) as response:
-        listed = json.load(response)
+    listed = server.get("/api/workflow_templates")
     assert sorted(listed.get(PACK, [])) == NAMES
 
 
@@ -183,8 +128,7 @@ LOAD_AND_INSPECT = """async (name) => {
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_workflow_loads_in_the_frontend(page, server, name, tmp_path):
-    _, root = server
+def test_workflow_loads_in_the_frontend(page, name, tmp_path):
     page.errors.clear()
     result = page.evaluate(LOAD_AND_INSPECT, name)
     shipped = json.loads((WORKFLOWS / f"{name}.json").read_text())

@@ -13,7 +13,8 @@ Laid out under the booted ComfyUI's temporary ``models/`` folder:
 * wrong files in ``cinemo/`` for the loader's error messages: an SD checkpoint (original LDM layout), an
   SD VAE and an AnimateDiff motion module (their key layouts, with small tensors);
 * ``diffusers/cinemo_golden`` (a Cinemo folder) and ``diffusers/not_cinemo`` (an SD UNet folder);
-* ``input/cinemo_test.png``: a small test image.
+* ``vae/workflow_test_temporal_vae``: a random SVD-sized temporal VAE (diffusers folder, fp16);
+* ``input/cinemo_test.png``: a small test image; ``input/workflow_test_reference.mp4``: a moving 6-frame clip.
 
 Everything is random: the tests check plumbing and numerics against the golden data, not image quality.
 """
@@ -39,7 +40,9 @@ CLIP_L_NAME = "clip_l_random.safetensors"
 CLIP_L_NO_PREFIX_NAME = "clip_l_no_text_model_prefix.safetensors"
 VAE_NAME = "sd_vae_random.safetensors"
 SD15_UNET_NAME = "sd15_stand_in.safetensors"
+TEMPORAL_VAE_NAME = "workflow_test_temporal_vae"
 IMAGE_NAME = "cinemo_test.png"
+REFERENCE_VIDEO_NAME = "workflow_test_reference.mp4"
 WRONG_FILES = {
     "sd15_checkpoint.safetensors": "a Stable Diffusion checkpoint in the original (LDM) format",
     "sd_vae.safetensors": "a VAE",
@@ -148,6 +151,35 @@ def write_image(input_dir: Path) -> None:
     y, x = np.mgrid[0:48, 0:80]
     rgb = np.stack([x * 3, y * 5, (x + y) * 2], axis=-1).clip(0, 255).astype(np.uint8)
     Image.fromarray(rgb).save(input_dir / IMAGE_NAME)
+
+
+def write_temporal_vae(models: Path) -> None:
+    from diffusers import AutoencoderKLTemporalDecoder
+
+    folder = models / "vae" / TEMPORAL_VAE_NAME
+    if folder.exists():
+        return
+    torch.manual_seed(5)
+    vae = AutoencoderKLTemporalDecoder(
+        block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
+        layers_per_block=2, latent_channels=4,
+    )
+    vae.half().save_pretrained(folder, safe_serialization=True)
+
+
+def write_reference_clip(input_dir: Path) -> None:
+    import av
+
+    with av.open(str(input_dir / REFERENCE_VIDEO_NAME), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        y, x = np.mgrid[0:48, 0:64]
+        for t in range(6):
+            rgb = np.stack([(x * 4 + t * 20) % 256, y * 5, (x + y + t * 9) % 256], axis=-1).astype(np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
 
 
 def lay_out_models(models: Path, input_dir: Path) -> ComfyModels:

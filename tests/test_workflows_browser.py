@@ -1,13 +1,13 @@
 """The UI workflows in a real browser: ComfyUI's own frontend loads each one as a drag and drop does.
 
-Starts ComfyUI (``COMFYUI_PATH``) as a server with this pack and a models folder holding files under exactly
-the names the workflows use, opens its page in headless Chromium (``/usr/bin/chromium``, driven by
-Playwright), fetches each workflow from the template endpoint (``/api/workflow_templates/<pack>/<name>.json``)
-and loads it with ``app.loadGraphData``. Asserts: every node type is registered, no dialog (missing nodes or
+Starts ComfyUI (``COMFYUI_PATH``) as a server (``comfyui_server.py``) with this pack and a models folder holding
+files under exactly the names the workflows use, opens its page in headless Chromium (``/usr/bin/chromium``, driven by
+Playwright), fetches each workflow from the template endpoint (``/api/workflow_templates/<pack>/<title>.json``)
+and loads it with ``app.loadGraphData``; the workflows shipped with 0.1.0 are loaded too, as saved files are. Asserts: every node type is registered, no dialog (missing nodes or
 models) opened, each widget shows the value the JSON gives it (so widgets_values line up with the frontend's
 widgets, incl. ``control_after_generate``), and the frontend's own "Export (API)" (``app.graphToPrompt``) equals
 the API twin in ``workflows/api/``. Screenshots go to a temporary folder; with ``CINEMO_UPDATE_THUMBNAILS=1``
-they become the ``workflows/<name>.jpg`` thumbnails. Skips when COMFYUI_PATH is unset or Chromium/Playwright
+they become the ``workflows/<title>.jpg`` thumbnails. Skips when COMFYUI_PATH is unset or Chromium/Playwright
 is missing.
 """
 
@@ -16,24 +16,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from comfyui_harness import PACK_NAME as PACK
+from comfyui_server import ComfyUIServer, comfyui_server
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
-NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+sys.path.insert(0, str(WORKFLOWS / "tools"))
+import cinemo_workflows  # noqa: E402
+
+NAMES = sorted(cinemo_workflows.SPECS)
+SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
+SCHEMAS = json.loads((REPO / "tests" / "fixtures" / "node_schemas.json").read_text())
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-PACK = "cinemo_nodes"
 THUMBNAIL_WIDTH = 640
 
 
@@ -52,20 +54,12 @@ def _requirements() -> str | None:
 pytestmark = pytest.mark.skipif(_requirements() is not None, reason=_requirements() or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _lay_out(root: Path) -> Path:
-    """custom_nodes with the pack, models under the workflows' names, input files; returns the yaml."""
+def _lay_out(server: ComfyUIServer) -> None:
+    """Models under exactly the names the workflows use (listed, never loaded) and the input files they name."""
     import av
     import numpy as np
 
-    (root / "custom_nodes").mkdir()
-    (root / "custom_nodes" / PACK).symlink_to(REPO, target_is_directory=True)
-    cinemo = root / "models" / "cinemo" / "Cinemo"
+    cinemo = server.models / "cinemo" / "Cinemo"
     cinemo.mkdir(parents=True)
     (cinemo / "unet").symlink_to(REPO / "tests" / "fixtures" / "tiny_a" / "unet", target_is_directory=True)
     temporal = cinemo / "vae_temporal_decoder"
@@ -73,12 +67,11 @@ def _lay_out(root: Path) -> Path:
     (temporal / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKLTemporalDecoder"}))
     (temporal / "diffusion_pytorch_model.safetensors").write_bytes(b"")  # listed only; never loaded here
     for folder, name in (("text_encoders", "clip_l.safetensors"), ("vae", "vae-ft-mse-840000-ema-pruned.safetensors")):
-        (root / "models" / folder).mkdir(parents=True)
-        (root / "models" / folder / name).write_bytes(b"")
-    inputs = root / "input"
-    inputs.mkdir()
-    shutil.copy(Path(os.environ["COMFYUI_PATH"]) / "input" / "example.png", inputs / "example.png")
-    with av.open(str(inputs / "reference_clip.mp4"), "w") as container:
+        (server.models / folder).mkdir(parents=True)
+        (server.models / folder / name).write_bytes(b"")
+    shutil.copy(server.comfy_path / "input" / "example.png", server.input / "example.png")
+    shutil.copy(server.comfy_path / "input" / "example.png", server.input / "edited_first_frame.png")
+    with av.open(str(server.input / "reference_clip.mp4"), "w") as container:
         stream = container.add_stream("libx264", rate=8)
         stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
         for t in range(4):
@@ -87,70 +80,32 @@ def _lay_out(root: Path) -> Path:
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    yaml = root / "extra_model_paths.yaml"
-    yaml.write_text(
-        f"cinemo_workflow_test:\n  base_path: {root}\n  custom_nodes: custom_nodes\n  cinemo: models/cinemo\n"
-        "  text_encoders: models/text_encoders\n  vae: models/vae\n"
-    )
-    return yaml
+    shutil.copy(server.input / "reference_clip.mp4", server.input / "source_clip.mp4")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("comfyui_browser")
-    yaml = _lay_out(root)
-    for folder in ("user", "output", "temp"):
-        (root / folder).mkdir()
-    port = _free_port()
-    comfy = Path(os.environ["COMFYUI_PATH"])
-    log = open(root / "server.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--disable-auto-launch",
-         "--disable-api-nodes", "--database-url", "sqlite:///:memory:", "--extra-model-paths-config", str(yaml),
-         "--input-directory", str(root / "input"), "--output-directory", str(root / "output"),
-         "--user-directory", str(root / "user"), "--temp-directory", str(root / "temp")],
-        cwd=comfy, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/object_info/CinemoModelLoader", timeout=5) as response:
-                    if json.load(response):
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"ComfyUI did not start:\n{(root / 'server.log').read_text()[-4000:]}")
-            time.sleep(0.5)
-        yield url, root
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+    with comfyui_server(Path(os.environ["COMFYUI_PATH"]), root, _lay_out) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
 def page(server):
     from playwright.sync_api import sync_playwright
 
-    url, _ = server
     # a fresh user folder would open the template browser on first start
-    request = urllib.request.Request(f"{url}/api/settings", data=json.dumps({
+    status, _ = server.post("/api/settings", {
         "Comfy.TutorialCompleted": True, "Comfy.Validation.Workflows": True, "Comfy.Minimap.Visible": False,
-    }).encode(), method="POST", headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=10).close()
+    })
+    assert status == 200
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         tab = browser.new_page(viewport={"width": 1600, "height": 1000})
         errors: list[str] = []
         tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         tab.on("pageerror", lambda error: errors.append(str(error)))
-        tab.goto(url, wait_until="domcontentloaded")
+        tab.goto(server.url, wait_until="domcontentloaded")
         tab.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=90_000)
         tab.wait_for_timeout(1500)
         tab.errors = errors
@@ -158,16 +113,14 @@ def page(server):
         browser.close()
 
 
-def test_pack_workflows_are_listed_as_templates(server):
-    url, _ = server
-    with urllib.request.urlopen(f"{url}/api/workflow_templates", timeout=10) as response:
-        listed = json.load(response)
-    assert sorted(listed.get(PACK, [])) == NAMES
+def test_pack_workflows_are_listed_as_templates_by_their_titles(server):
+    listed = server.get("/api/workflow_templates")
+    assert sorted(listed.get(PACK, [])) == sorted(cinemo_workflows.ui_path(name).stem for name in NAMES)
 
 
-LOAD_AND_INSPECT = """async (name) => {
-  const response = await fetch(`/api/workflow_templates/%s/${name}.json`);
-  const workflow = await response.json();
+LOAD_AND_INSPECT = """async ([title, saved]) => {
+  const workflow = saved ?? await (await fetch(`/api/workflow_templates/%s/${encodeURIComponent(title)}.json`)).json();
+  const name = title;
   document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click());
   await app.loadGraphData(workflow, true, true, name);
   await new Promise((r) => setTimeout(r, 800));
@@ -182,12 +135,42 @@ LOAD_AND_INSPECT = """async (name) => {
 }""" % PACK
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_workflow_loads_in_the_frontend(page, server, name, tmp_path):
-    _, root = server
+def exported_inputs(result: dict) -> dict:
+    """The frontend's API export, without frontend-only display widgets (LoadVideo's preview, PreviewAny's text),
+    which ComfyUI drops too."""
+    return {
+        key: {"class_type": n["class_type"], "inputs": {
+            k: v for k, v in n["inputs"].items() if k in {e["name"] for e in SCHEMAS[n["class_type"]]["inputs"]}}}
+        for key, n in result["output"].items()
+    }
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in SAVED.glob("*.json")))
+def test_workflow_saved_with_0_1_0_loads_in_the_frontend(page, name):
+    """A user's saved file: same nodes, same widget values; optional inputs added since take their defaults."""
     page.errors.clear()
-    result = page.evaluate(LOAD_AND_INSPECT, name)
-    shipped = json.loads((WORKFLOWS / f"{name}.json").read_text())
+    saved = json.loads((SAVED / f"{name}.json").read_text())
+    result = page.evaluate(LOAD_AND_INSPECT, [name, saved])
+    assert not [node["type"] for node in result["nodes"] if not node["registered"]]
+    assert not result["dialogs"], result["dialogs"]
+    assert not [node for node in result["nodes"] if node["has_errors"]]
+    shown = {node["id"]: node["widgets"] for node in result["nodes"]}
+    for node in saved["nodes"]:
+        assert shown[node["id"]][:len(node["widgets_values"])] == node["widgets_values"], node["type"]
+    api = json.loads((SAVED / "api" / f"{name}.json").read_text())
+    for key, node in exported_inputs(result).items():
+        added = {k: v for k, v in node["inputs"].items() if k not in api[key]["inputs"]}
+        defaults = {e["name"]: e["default"] for e in SCHEMAS[node["class_type"]]["inputs"] if e["optional"]}
+        assert added == {k: defaults[k] for k in added}, (key, added)
+        assert {k: node["inputs"][k] for k in api[key]["inputs"]} == api[key]["inputs"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_workflow_loads_in_the_frontend(page, name, tmp_path):
+    page.errors.clear()
+    title = cinemo_workflows.ui_path(name).stem
+    result = page.evaluate(LOAD_AND_INSPECT, [title, None])
+    shipped = json.loads(cinemo_workflows.ui_path(name).read_text())
     assert result["workflow"] == shipped  # served as is by the template endpoint
     unregistered = [node["type"] for node in result["nodes"] if not node["registered"]]
     assert not unregistered, f"missing node types: {unregistered}"
@@ -199,15 +182,8 @@ def test_workflow_loads_in_the_frontend(page, server, name, tmp_path):
     reserialized = {node["id"]: node.get("widgets_values", []) for node in result["serialized"]["nodes"]}
     assert reserialized == expected
     assert sorted(map(tuple, result["serialized"]["links"])) == sorted(map(tuple, shipped["links"]))
-    api = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
-    schemas = json.loads((REPO / "tests" / "fixtures" / "node_schemas.json").read_text())
-    # frontend-only display widgets (LoadVideo's preview, PreviewAny's text) are exported too; ComfyUI drops them
-    exported = {
-        key: {"class_type": n["class_type"], "inputs": {
-            k: v for k, v in n["inputs"].items() if k in {e["name"] for e in schemas[n["class_type"]]["inputs"]}}}
-        for key, n in result["output"].items()
-    }
-    assert exported == {key: {"class_type": n["class_type"], "inputs": n["inputs"]} for key, n in api.items()}
+    api = json.loads(cinemo_workflows.api_path(name).read_text())
+    assert exported_inputs(result) == {key: {"class_type": n["class_type"], "inputs": n["inputs"]} for key, n in api.items()}
     widget_errors = [text for text in page.errors if "widget" in text.lower() or "missing" in text.lower()]
     assert not widget_errors, widget_errors
 
@@ -221,5 +197,6 @@ def test_workflow_loads_in_the_frontend(page, server, name, tmp_path):
         rgb = image.convert("RGB")
         assert max(ImageStat.Stat(rgb).stddev) > 4, "the screenshot is blank"
         thumbnail = rgb.resize((THUMBNAIL_WIDTH, round(THUMBNAIL_WIDTH * rgb.height / rgb.width)), Image.LANCZOS)
-    target = (WORKFLOWS if os.environ.get("CINEMO_UPDATE_THUMBNAILS") == "1" else tmp_path) / f"{name}.jpg"
+    updating = os.environ.get("CINEMO_UPDATE_THUMBNAILS") == "1"
+    target = cinemo_workflows.thumbnail_path(name) if updating else tmp_path / f"{name}.jpg"
     thumbnail.save(target, quality=82)

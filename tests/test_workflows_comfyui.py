@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
+from comfy_models import (
+    REFERENCE_VIDEO_NAME, TEMPORAL_VAE_NAME, ComfyModels, write_reference_clip, write_temporal_vae,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
@@ -24,9 +26,19 @@ from node_schemas import live_schemas, load_snapshot  # noqa: E402
 
 NAMES = sorted(cinemo_workflows.SPECS)
 SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
-WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 4, 4
-TEMPORAL_VAE = "workflow_test_temporal_vae"
-REFERENCE_VIDEO = "workflow_test_reference.mp4"
+
+
+@dataclass(frozen=True)
+class TinySize:
+    """What a shipped workflow is shrunk to: pixels, frames per clip and sampling steps."""
+
+    width: int = 128
+    height: int = 64
+    frames: int = 4
+    steps: int = 4
+
+
+DEFAULT_SIZE = TinySize()
 
 
 def test_schema_snapshot_equals_the_live_schemas(comfyui):
@@ -34,45 +46,30 @@ def test_schema_snapshot_equals_the_live_schemas(comfyui):
     assert live_schemas(comfyui.node_classes) == load_snapshot()
 
 
-@pytest.fixture(scope="module")
-def workflow_inputs(comfyui, comfy_models):
-    """A random SVD-sized temporal VAE (diffusers folder in models/vae) and a moving reference clip in input/."""
-    import av
-    from diffusers import AutoencoderKLTemporalDecoder
-
-    folder = comfyui.models / "vae" / TEMPORAL_VAE
-    if not folder.exists():
-        torch.manual_seed(5)
-        vae = AutoencoderKLTemporalDecoder(
-            block_out_channels=(128, 256, 512, 512), down_block_types=("DownEncoderBlock2D",) * 4,
-            layers_per_block=2, latent_channels=4,
-        )
-        vae.half().save_pretrained(folder, safe_serialization=True)
-    clip = comfyui.input / REFERENCE_VIDEO
-    with av.open(str(clip), "w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        y, x = np.mgrid[0:48, 0:64]
-        for t in range(6):
-            rgb = np.stack([(x * 4 + t * 20) % 256, y * 5, (x + y + t * 9) % 256], axis=-1).astype(np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    import folder_paths
-
-    folder_paths.filename_list_cache.clear()
+def stand_in_files(models: ComfyModels) -> dict[tuple[str, str], str]:
+    """{(node type, input): stand-in file name} for every file a shipped workflow names."""
     return {
-        ("CinemoModelLoader", "model_name"): comfy_models.clip_cinemo,
-        ("CLIPLoader", "clip_name"): comfy_models.clip_l,
-        ("VAELoader", "vae_name"): comfy_models.vae,
-        ("CinemoTemporalVAELoader", "vae_name"): TEMPORAL_VAE,
-        ("LoadImage", "image"): comfy_models.image,
-        ("LoadVideo", "file"): REFERENCE_VIDEO,
+        ("CinemoModelLoader", "model_name"): models.clip_cinemo,
+        ("CLIPLoader", "clip_name"): models.clip_l,
+        ("VAELoader", "vae_name"): models.vae,
+        ("CinemoTemporalVAELoader", "vae_name"): TEMPORAL_VAE_NAME,
+        ("LoadImage", "image"): models.image,
+        ("LoadVideo", "file"): REFERENCE_VIDEO_NAME,
     }
 
 
-def shrink(prompt: dict, files: dict, tag: str) -> dict:
+@pytest.fixture(scope="module")
+def workflow_inputs(comfyui, comfy_models):
+    """The temporal VAE and the reference clip besides the session's stand-ins; the files a workflow names."""
+    write_temporal_vae(comfyui.models)
+    write_reference_clip(comfyui.input)
+    import folder_paths
+
+    folder_paths.filename_list_cache.clear()
+    return stand_in_files(comfy_models)
+
+
+def shrink(prompt: dict, files: dict, tag: str, size: TinySize = DEFAULT_SIZE) -> dict:
     """The test's rewrites of a shipped API workflow (see the module docstring)."""
     prompt = json.loads(json.dumps(prompt))
     for node in prompt.values():
@@ -81,24 +78,24 @@ def shrink(prompt: dict, files: dict, tag: str) -> dict:
             if kind == node_type:
                 inputs[name] = value
         if kind in ("CinemoFirstFrameEncode", "CinemoVideoEncode"):
-            inputs.update(width=WIDTH, height=HEIGHT)
+            inputs.update(width=size.width, height=size.height)
         if kind in ("CinemoConditioning", "CinemoVideoEncode"):
-            inputs["frames"] = FRAMES
+            inputs["frames"] = size.frames
         if kind in ("CinemoSampler", "CinemoScheduler", "CinemoInvertMotion"):
-            inputs["steps"] = STEPS
+            inputs["steps"] = size.steps
         if "filename_prefix" in inputs:
             inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
     return prompt
 
 
-def saved_files(comfyui, outputs: dict, prompt: dict) -> dict[str, list[Path]]:
+def saved_files(output_dir: Path, outputs: dict, prompt: dict) -> dict[str, list[Path]]:
     """{class_type of the saving node: [files]} from the UI outputs of a run."""
     files: dict[str, list[Path]] = {}
     for node_id, ui in outputs.items():
         for value in ui.values():
             for item in value if isinstance(value, (list, tuple)) else []:
                 if isinstance(item, dict) and "filename" in item:
-                    path = comfyui.output / item.get("subfolder", "") / item["filename"]
+                    path = output_dir / item.get("subfolder", "") / item["filename"]
                     files.setdefault(prompt[node_id]["class_type"], []).append(path)
     return files
 
@@ -118,16 +115,38 @@ def mp4_frames(path: Path) -> tuple[int, tuple[int, int]]:
     return len(frames), (frames[0].width, frames[0].height)
 
 
-#: (saving node type, frame count, (width, height)) each workflow must write at the test size.
-EXPECTED = {
-    "cinemo_image_to_video": [("SaveAnimatedWEBP", FRAMES, (WIDTH, HEIGHT)), ("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
-    "cinemo_paper_exact": [("SaveAnimatedWEBP", FRAMES, (WIDTH, HEIGHT)), ("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
-    "cinemo_motion_intensities": [("SaveAnimatedWEBP", FRAMES, (3 * WIDTH + 16, HEIGHT))],
-    "cinemo_init_comparison": [("SaveAnimatedWEBP", FRAMES, (3 * WIDTH + 16, HEIGHT))],
-    "cinemo_chained_clips": [("SaveVideo", 2 * FRAMES - 1, (WIDTH, HEIGHT))],
-    "cinemo_motion_from_video": [("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
-    "cinemo_motion_transfer": [("SaveAnimatedWEBP", FRAMES, (WIDTH, HEIGHT)), ("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
-}
+def expected_outputs(size: TinySize = DEFAULT_SIZE) -> dict[str, list[tuple[str, int, tuple[int, int]]]]:
+    """{workflow: [(saving node type, frame count, (width, height))]} each workflow must write at ``size``."""
+    frames, one, three = size.frames, (size.width, size.height), (3 * size.width + 16, size.height)
+    return {
+        "cinemo_image_to_video": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_paper_exact": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_motion_intensities": [("SaveAnimatedWEBP", frames, three)],
+        "cinemo_init_comparison": [("SaveAnimatedWEBP", frames, three)],
+        "cinemo_chained_clips": [("SaveVideo", 2 * frames - 1, one)],
+        "cinemo_motion_from_video": [("SaveVideo", frames, one)],
+        "cinemo_motion_transfer": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+    }
+
+
+EXPECTED = expected_outputs()
+
+
+def check_outputs(
+    output_dir: Path, outputs: dict, prompt: dict, name: str, tag: str, size: TinySize = DEFAULT_SIZE
+) -> None:
+    """The run of workflow ``name`` saved exactly the files ``expected_outputs`` lists, with their frames and size."""
+    files = saved_files(output_dir, outputs, prompt)
+    for kind, frames, pixels in expected_outputs(size)[name]:
+        assert len(files.get(kind, [])) == 1, (kind, files)
+        path = files[kind][0]
+        assert path.is_file() and tag in path.name and path.stat().st_size > 0
+        read = webp_frames if path.suffix == ".webp" else mp4_frames
+        assert path.suffix == (".webp" if kind == "SaveAnimatedWEBP" else ".mp4")
+        assert read(path) == (frames, pixels), (name, path)
+    if name == "cinemo_motion_from_video":
+        preview = next(ui for key, ui in outputs.items() if prompt[key]["class_type"] == "PreviewAny")
+        assert 0 <= int(preview["text"][0]) <= 19
 
 
 def test_every_workflow_has_an_expectation():
@@ -155,14 +174,4 @@ def test_api_workflow_validates_and_runs(comfyui, workflow_inputs, name):
     assert ok, (error, node_errors)
     assert {prompt[key]["class_type"] for key in outputs_to_run} >= {kind for kind, _, _ in EXPECTED[name]}
     outputs, _ = comfyui.run(prompt)
-    files = saved_files(comfyui, outputs, prompt)
-    for kind, frames, size in EXPECTED[name]:
-        assert len(files.get(kind, [])) == 1, (kind, files)
-        path = files[kind][0]
-        assert path.is_file() and tag in path.name and path.stat().st_size > 0
-        read = webp_frames if path.suffix == ".webp" else mp4_frames
-        assert path.suffix == (".webp" if kind == "SaveAnimatedWEBP" else ".mp4")
-        assert read(path) == (frames, size), (name, path)
-    if name == "cinemo_motion_from_video":
-        preview = next(ui for key, ui in outputs.items() if prompt[key]["class_type"] == "PreviewAny")
-        assert 0 <= int(preview["text"][0]) <= 19
+    check_outputs(comfyui.output, outputs, prompt, name, tag)

@@ -12,6 +12,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from .context_windows import ContextWindows, windowed_prediction
+from .loop import pull_towards_first_frame, return_weights
 from .schedule import CinemoSchedule
 
 
@@ -58,6 +60,8 @@ def sample_residual(
     callback: StepCallback | None = None,
     generator: torch.Generator | None = None,
     schedule: CinemoSchedule | None = None,
+    windows: ContextWindows | None = None,
+    loop_ramp: int = 0,
 ) -> torch.Tensor:
     """Denoise the motion residual with DDIM over the official timesteps.
 
@@ -76,6 +80,10 @@ def sample_residual(
         callback: ``callback(step_index, total_steps, timestep, latents)`` after each step.
         generator: random source for the ``eta > 0`` noise.
         schedule: the noise schedule (default: the official one).
+        windows: context windows for residuals longer than ``windows.length`` frames (see
+            :mod:`cinemo_core.context_windows`); shorter residuals are sampled in one pass, exactly as without.
+        loop_ramp: for a seamless loop, the last ``loop_ramp`` frames glide back to the first frame
+            (see :mod:`cinemo_core.loop`); 0 = off.
 
     Returns:
         The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.
@@ -112,9 +120,13 @@ def sample_residual(
     else:
         model_context, model_base, model_ids = cond, base, ids
 
-    latents = init_latents
-    for i, t in enumerate(timesteps.tolist()):
-        model_input = torch.cat([latents, latents]) if use_cfg else latents
+    num_frames = init_latents.shape[2]
+    loop_weights = return_weights(num_frames, loop_ramp) if loop_ramp else None
+    windowed = windows is not None and windows.applies_to(num_frames)
+
+    def guided_eps(x: torch.Tensor, t: int) -> torch.Tensor:
+        """Text-guided eps for ``x``: the whole residual, or one window of its frames."""
+        model_input = torch.cat([x, x]) if use_cfg else x
         t_batch = torch.full((model_input.shape[0],), t, dtype=torch.int64, device=device)
         eps = unet(model_input, t_batch, model_context, base_content=model_base, motion_ids=model_ids)
         if eps.shape != model_input.shape:
@@ -122,6 +134,16 @@ def sample_residual(
         if use_cfg:
             eps_uncond, eps_cond = eps.chunk(2)
             eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
+        return eps
+
+    latents = init_latents
+    for i, t in enumerate(timesteps.tolist()):
+        if windowed:
+            eps = windowed_prediction(lambda x: guided_eps(x, t), latents, windows, step=i)
+        else:
+            eps = guided_eps(latents, t)
+        if loop_weights is not None:
+            eps = pull_towards_first_frame(eps, latents, t, schedule, loop_weights)
         latents = schedule.ddim_step(eps.to(dtype), t, latents, steps, eta=eta, generator=generator)
         if callback is not None:
             callback(i, len(timesteps), t, latents)

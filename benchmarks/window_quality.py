@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import datetime
 import platform
-import statistics
 import sys
 from pathlib import Path
 

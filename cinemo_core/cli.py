@@ -107,7 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"text guidance scale, <= 1 turns guidance off (default {DEFAULT_GUIDANCE})")
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                        help=f"frames in the video, the input image included (default {DEFAULT_FRAMES})")
+                        help=f"frames in the video, the input image included (default {DEFAULT_FRAMES}; more than "
+                        "16 are sampled in overlapping windows of 16)")
+    parser.add_argument("--loop", action="store_true",
+                        help="make the video end where it starts, to play on repeat: the last quarter of the "
+                        "frames (at least 4) glides back to the input image")
     parser.add_argument("--size", type=_size, default=(DEFAULT_WIDTH, DEFAULT_HEIGHT), metavar="WxH",
                         help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frame rate (default {DEFAULT_FPS:g})")
@@ -151,6 +155,7 @@ def _settings_from(args: argparse.Namespace) -> AnimationSettings:
         init=init,
         dct_low_pass=args.dct_low_pass,
         dct_noise_timestep=args.dct_noise_timestep,
+        loop=args.loop,
     )
     try:
         settings.validate()

@@ -158,7 +158,7 @@ def _uniform_windows(num_frames: int, options: ContextWindows, step: int, wrap_e
     length, overlap = options.length, options.overlap
     levels = min(options.stride, math.ceil(math.log2(num_frames / length)) + 1)
     shift = ordered_halving(step)
-    pad = int(round(num_frames * shift))
+    pad = round(num_frames * shift)
     stop = num_frames + pad - (0 if wrap_end else overlap)
     windows = []
     for level in range(levels):

@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 from .components import CinemoComponents, decode_video, encode_image, encode_prompts
+from .context_windows import RELATIVE, STANDARD_UNIFORM, ContextWindows
 from .dct_init import INIT_MODES, init_noise
+from .loop import default_ramp
 from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
 from .preprocess import check_size, fit_image, load_image
 from .sampling import sample_residual
@@ -48,6 +50,9 @@ MAX_SIDE = 2048
 DEFAULT_INIT = "dct"
 DEFAULT_DCT_LOW_PASS = 0.23
 DEFAULT_DCT_NOISE_TIMESTEP = 975
+#: How videos longer than the trained 16 frames are sampled: windows of 15 residual frames (16 with the
+#: input image), overlap 4; schedule and fuse method chosen by measurement (README, "Long videos and loops").
+LONG_VIDEO_WINDOWS = ContextWindows(length=TRAINED_FRAMES - 1, overlap=4, schedule=STANDARD_UNIFORM, fuse=RELATIVE)
 MAX_SEED = 2**63 - 1
 
 ProgressFn = Callable[[int, int], None]
@@ -73,6 +78,7 @@ class AnimationSettings:
         init: ``"dct"`` (Cinemo's DCTInit, official), ``"fft"`` (FreeInit-style) or ``"plain"`` noise.
         dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
         dct_noise_timestep: DCTInit's / FFT init's noise timestep, 0..999 (official 975).
+        loop: end where the video starts, to play on repeat (see :mod:`cinemo_core.loop`).
     """
 
     prompt: str = ""
@@ -88,6 +94,7 @@ class AnimationSettings:
     init: str = DEFAULT_INIT
     dct_low_pass: float = DEFAULT_DCT_LOW_PASS
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
+    loop: bool = False
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
@@ -128,14 +135,16 @@ class AnimationSettings:
             raise ValueError(
                 f"DCT noise timestep must be an integer from 0 to 999 (official 975), got {self.dct_noise_timestep!r}."
             )
+        if not isinstance(self.loop, bool):
+            raise ValueError(f"loop must be True or False, got {self.loop!r}.")
 
     def quality_warnings(self) -> list[str]:
         """Settings that run but leave what the model was trained on."""
         notes = []
         if self.num_frames > TRAINED_FRAMES:
             notes.append(
-                f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}; longer clips tend to get "
-                "jittery. For longer videos, animate again from the last frame."
+                f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
+                f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
         if (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
             notes.append(
@@ -245,6 +254,8 @@ def animate(
         guidance_scale=float(settings.guidance_scale),
         callback=_on_step,
         schedule=schedule,
+        windows=LONG_VIDEO_WINDOWS,
+        loop_ramp=default_ramp(settings.num_frames - 1) if settings.loop else 0,
     )
     video = decode_video(
         components.vae,

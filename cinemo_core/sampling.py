@@ -8,6 +8,7 @@ two halves are combined as ``u + s * (c - u)``.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Protocol
 
 import torch
@@ -139,7 +140,7 @@ def sample_residual(
     latents = init_latents
     for i, t in enumerate(timesteps.tolist()):
         if windowed:
-            eps = windowed_prediction(lambda x: guided_eps(x, t), latents, windows, step=i)
+            eps = windowed_prediction(functools.partial(guided_eps, t=t), latents, windows, step=i)
         else:
             eps = guided_eps(latents, t)
         if loop_weights is not None:

@@ -52,8 +52,8 @@ class RecordingUNet:
 
     def __call__(self, x, timesteps, context, *, base_content, motion_ids):
         out = self.unet(x, timesteps, context, base_content=base_content, motion_ids=motion_ids)
-        self.calls.append(dict(x=x.clone(), t=timesteps.clone(), context=context.clone(), base=base_content.clone(),
-                               ids=motion_ids.clone(), out=out.clone()))
+        self.calls.append({"x": x.clone(), "t": timesteps.clone(), "context": context.clone(),
+                           "base": base_content.clone(), "ids": motion_ids.clone(), "out": out.clone()})
         return out
 
 

@@ -31,8 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cinemo_core import CinemoUNet3D, CinemoUNetConfig  # noqa: E402
+from cinemo_core.context_windows import LONG_VIDEO_WINDOWS  # noqa: E402
 from cinemo_core.memory import PeakTracker  # noqa: E402
-from cinemo_core.pipeline import LONG_VIDEO_WINDOWS  # noqa: E402
 from cinemo_core.sampling import sample_residual  # noqa: E402
 
 

@@ -1,4 +1,4 @@
-"""Host-independent Cinemo: model, checkpoint loading, schedule, DCTInit, motion intensity and sampling.
+"""Host-independent Cinemo: model, checkpoint loading, schedule, DCTInit, motion intensity, sampling and inversion.
 
 Nothing in this package imports ComfyUI.
 """
@@ -15,9 +15,10 @@ from .checkpoint import (
 )
 from .config import CinemoUNetConfig
 from .dct_init import INIT_MODES, dct_init, fft_init, init_noise
+from .inversion import edit_init_latents, invert_residual
 from .motion import estimate_intensity, intensity_to_motion_id, raw_motion_id
 from .preprocess import fit_image, load_image
-from .sampling import assemble_video_latents, sample_residual
+from .sampling import assemble_video_latents, sample_residual, split_video_latents
 from .schedule import CinemoSchedule
 from .unet import CinemoUNet3D
 
@@ -29,6 +30,9 @@ _PIPELINE_EXPORTS = {
     "load_components": "components",
     "CinemoComponents": "components",
     "write_video": "video_io",
+    "transfer_motion": "transfer",
+    "TransferSettings": "transfer",
+    "TransferResult": "transfer",
 }
 
 
@@ -53,14 +57,17 @@ __all__ = [
     "assemble_video_latents",
     "build_unet",
     "dct_init",
+    "edit_init_latents",
     "estimate_intensity",
     "fft_init",
     "fit_image",
     "init_noise",
     "intensity_to_motion_id",
+    "invert_residual",
     "load_image",
     "load_unet",
     "prepare_unet_state_dict",
     "raw_motion_id",
     "sample_residual",
+    "split_video_latents",
 ]

@@ -1,23 +1,8 @@
-"""The released Cinemo model folder: finding its parts, loading them, and the VAE / text-encoder steps.
+"""The released Cinemo model folder (``unet/``, ``vae/`` or ``vae_temporal_decoder/``, ``text_encoder/``,
+``tokenizer/``): finding its parts, loading them from local files, and the VAE and text-encoder steps.
 
-The ``maxin-cn/Cinemo`` repository on Hugging Face is laid out like a diffusers pipeline::
-
-    unet/                  the Cinemo 3D UNet (config.json + weights)
-    vae/                   SD-1.4 AutoencoderKL                       } at least one of the two;
-    vae_temporal_decoder/  SVD AutoencoderKLTemporalDecoder           } the official default is this one
-    text_encoder/          CLIP ViT-L/14 text model (CLIPTextModel)
-    tokenizer/             CLIPTokenizer
-
-The VAE and CLIP parts are loaded with diffusers / transformers, from local files only.
-
-Numerics follow the official sampler (``pipelines/animation.py`` and ``pipeline_videogen.py``):
-
-* the input frame is encoded in float64 (a float64 copy of the VAE *encoder* is kept for this) and a
-  posterior *sample* (not its mean) is taken, times the VAE scaling factor (0.18215);
-* prompts are tokenized padded to 77 tokens with truncation and encoded to CLIP's last hidden state;
-* decoding prepends the first-frame latent to ``first + residual``, divides by the scaling factor and
-  decodes with the temporal decoder in chunks of 14 frames (``num_frames`` = chunk length), or frame by
-  frame with the plain VAE, then maps [-1, 1] to uint8 as each official path does.
+Numerics follow the official sampler: the first frame is encoded in float64 as a posterior *sample*; the
+temporal decoder decodes 14 frames per call (``num_frames`` = the chunk's length).
 """
 
 from __future__ import annotations
@@ -31,9 +16,10 @@ from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
 import torch
+from einops import rearrange
 from torch import nn
 
-from .temporal_vae import OFFICIAL_DECODE_CHUNK
+from .defaults import OFFICIAL_DECODE_CHUNK
 
 HF_REPO_ID = "maxin-cn/Cinemo"
 HF_URL = f"https://huggingface.co/{HF_REPO_ID}"
@@ -345,13 +331,15 @@ def load_components(
 def encode_prompts(tokenizer, text_encoder: nn.Module, prompts: Sequence[str]) -> torch.Tensor:
     """CLIP last hidden states ``[len(prompts), 77, hidden]`` in the text encoder's dtype and device.
 
-    Like the official pipeline: padded to ``tokenizer.model_max_length`` (77) with truncation, no attention
-    mask. A warning names any prompt that was cut.
+    Like the official pipeline: padded to 77 tokens with truncation, no attention mask. A tokenizer may claim
+    more (ComfyUI's ``sd1_tokenizer`` says 8192); the text encoder's positions are the limit. A warning names
+    any prompt that was cut.
     """
     prompts = list(prompts)
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError(f"prompts must be a non-empty list of strings, got {prompts!r}.")
-    max_length = int(tokenizer.model_max_length)
+    positions = getattr(getattr(text_encoder, "config", None), "max_position_embeddings", None)
+    max_length = min(int(tokenizer.model_max_length), int(positions or tokenizer.model_max_length))
     tokens = tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True, return_tensors="pt")
     for prompt in prompts:
         length = len(tokenizer(prompt, truncation=False)["input_ids"])
@@ -432,7 +420,7 @@ def decode_video(
     parameter = next(vae.parameters())
     base = base.to(device=parameter.device, dtype=parameter.dtype) / scaling_factor
     residual = residual.to(device=parameter.device, dtype=parameter.dtype) / scaling_factor
-    latents = torch.cat([base, base + residual], dim=2).transpose(1, 2)  # [B, F, C, h, w]
+    latents = rearrange(torch.cat([base, base + residual], dim=2), "b c f h w -> b f c h w")
     videos = []
     for sample in latents:
         pieces = []
@@ -443,5 +431,5 @@ def decode_video(
             else:
                 decoded = vae.decode(z).sample
             pieces.append(_to_uint8(decoded, vae_kind).cpu())
-        videos.append(torch.cat(pieces).permute(0, 2, 3, 1))
+        videos.append(rearrange(torch.cat(pieces), "f c h w -> f h w c"))
     return torch.stack(videos).contiguous()

@@ -18,6 +18,8 @@ from typing import Callable
 
 import torch
 
+from .defaults import CONTEXT_WINDOW_FUSE, CONTEXT_WINDOW_OVERLAP, CONTEXT_WINDOW_SCHEDULE, TRAINED_FRAMES
+
 STANDARD_STATIC = "standard_static"
 STANDARD_UNIFORM = "standard_uniform"
 LOOPED_UNIFORM = "looped_uniform"
@@ -31,8 +33,7 @@ RELATIVE = "relative"
 FUSE_METHODS = (PYRAMID, RELATIVE, FLAT, OVERLAP_LINEAR)
 
 #: Residual frames per window: the trained 16 frames minus the first image, which every window shares.
-TRAINED_WINDOW = 15
-DEFAULT_OVERLAP = 4
+TRAINED_WINDOW = TRAINED_FRAMES - 1
 #: The residual frame axis of ``[B, 4, F, h, w]`` (ComfyUI's ``dim``).
 FRAME_DIM = 2
 
@@ -45,6 +46,8 @@ WindowPredictor = Callable[[torch.Tensor], torch.Tensor]
 class ContextWindows:
     """How to cut the residual frames into windows and blend them (ComfyUI's Context Windows settings).
 
+    The defaults are Cinemo's (:data:`LONG_VIDEO_WINDOWS`).
+
     Attributes:
         length: residual frames per window (ComfyUI ``context_length``); 15 = the trained 16-frame clip.
         overlap: frames shared by neighbouring windows (``context_overlap``).
@@ -55,9 +58,9 @@ class ContextWindows:
     """
 
     length: int = TRAINED_WINDOW
-    overlap: int = DEFAULT_OVERLAP
-    schedule: str = STANDARD_STATIC
-    fuse: str = PYRAMID
+    overlap: int = CONTEXT_WINDOW_OVERLAP
+    schedule: str = CONTEXT_WINDOW_SCHEDULE
+    fuse: str = CONTEXT_WINDOW_FUSE
     stride: int = 1
     closed_loop: bool = False
 
@@ -91,6 +94,10 @@ class ContextWindows:
     def windows(self, num_frames: int, step: int = 0) -> list[Window]:
         """The windows (lists of residual frame indices) for denoising step ``step`` (0 = first)."""
         return context_windows(num_frames, self, step)
+
+
+#: How the pipeline (and the ComfyUI node) sample videos longer than the trained 16 frames.
+LONG_VIDEO_WINDOWS = ContextWindows()
 
 
 def ordered_halving(step: int) -> float:

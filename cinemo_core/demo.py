@@ -153,3 +153,37 @@ def write_demo_model(folder: str | Path, *, seed: int = DEMO_SEED) -> Path:
         components.text_encoder.save_pretrained(root / "text_encoder", safe_serialization=True)
         components.tokenizer.save_pretrained(root / "tokenizer")
     return root
+
+
+#: The demo's motion transfer prompts: the source clip (the sample image, panned) and the edited look.
+DEMO_SOURCE_PROMPT = DEMO_PROMPT
+DEMO_TRANSFER_PROMPT = "a sailboat on a calm lake under blue moonlight, gentle waves"
+#: The demo clip pans across this fraction of the sample image's width and height.
+_PAN_WINDOW = 0.875
+
+
+def demo_source_clip(num_frames: int) -> torch.Tensor:
+    """A slow left-to-right pan over :data:`SAMPLE_IMAGE`: ``num_frames`` frames [F, H, W, 3] in 0..1.
+
+    The window covers 7/8 of the image and slides over the remaining eighth of its width, so every
+    frame has the image's aspect ratio and consecutive frames differ by a fraction of a pixel to a few.
+    """
+    from .preprocess import load_image
+
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")
+    image = load_image(SAMPLE_IMAGE)[0]
+    height, width = image.shape[:2]
+    win_h, win_w = int(height * _PAN_WINDOW), int(width * _PAN_WINDOW)
+    top = (height - win_h) // 2
+    lefts = torch.linspace(0, width - win_w, num_frames).round().long().tolist()
+    return torch.stack([image[top : top + win_h, left : left + win_w] for left in lefts])
+
+
+def demo_edited_frame(first_frame: torch.Tensor) -> torch.Tensor:
+    """A recoloured copy of an RGB frame [H, W, 3] (uint8 or 0..1; red and blue swapped: sunset turns to
+    moonlight), as a [1, H, W, 3] image in 0..1."""
+    if not isinstance(first_frame, torch.Tensor) or first_frame.dim() != 3 or first_frame.shape[-1] != 3:
+        raise ValueError(f"first_frame must be an RGB frame [H, W, 3], got {getattr(first_frame, 'shape', None)!r}.")
+    frame = first_frame.float() / 255.0 if first_frame.dtype == torch.uint8 else first_frame
+    return frame.flip(-1).unsqueeze(0).contiguous()

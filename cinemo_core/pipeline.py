@@ -28,31 +28,30 @@ import numpy as np
 import torch
 
 from .components import CinemoComponents, decode_video, encode_image, encode_prompts
-from .context_windows import RELATIVE, STANDARD_UNIFORM, ContextWindows
+from .context_windows import LONG_VIDEO_WINDOWS
 from .dct_init import INIT_MODES, init_noise
+from .defaults import (
+    DEFAULT_DCT_LOW_PASS,
+    DEFAULT_DCT_NOISE_TIMESTEP,
+    DEFAULT_FRAMES,
+    DEFAULT_GUIDANCE,
+    DEFAULT_HEIGHT,
+    DEFAULT_INIT,
+    DEFAULT_INTENSITY,
+    DEFAULT_STEPS,
+    DEFAULT_WIDTH,
+    MAX_FRAMES,
+    MAX_SIDE,
+    MAX_STEPS,
+    MIN_SIDE,
+    TRAINED_FRAMES,
+)
 from .loop import default_ramp
 from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
 from .preprocess import check_size, fit_image, load_image
 from .sampling import sample_residual
 from .schedule import CinemoSchedule
 
-#: The demo app's default slider position (10 of 1..20), i.e. raw motion id 90.
-DEFAULT_INTENSITY = 9
-DEFAULT_STEPS = 50
-DEFAULT_GUIDANCE = 7.5
-DEFAULT_FRAMES = 16
-TRAINED_FRAMES = 16
-MAX_FRAMES = 64
-DEFAULT_WIDTH = 512
-DEFAULT_HEIGHT = 320
-MIN_SIDE = 64
-MAX_SIDE = 2048
-DEFAULT_INIT = "dct"
-DEFAULT_DCT_LOW_PASS = 0.23
-DEFAULT_DCT_NOISE_TIMESTEP = 975
-#: How videos longer than the trained 16 frames are sampled: windows of 15 residual frames (16 with the
-#: input image), overlap 4; schedule and fuse method chosen by measurement (README, "Long videos and loops").
-LONG_VIDEO_WINDOWS = ContextWindows(length=TRAINED_FRAMES - 1, overlap=4, schedule=STANDARD_UNIFORM, fuse=RELATIVE)
 MAX_SEED = 2**63 - 1
 
 ProgressFn = Callable[[int, int], None]
@@ -96,6 +95,11 @@ class AnimationSettings:
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
     loop: bool = False
 
+    @classmethod
+    def _official(cls, name: str) -> object:
+        """The default of a setting (subclasses such as the motion-transfer settings have their own)."""
+        return cls.__dataclass_fields__[name].default
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
         for name in ("prompt", "negative_prompt"):
@@ -109,11 +113,14 @@ class AnimationSettings:
                 )
         else:
             raw_motion_id(self.motion_id)
-        if not _is_int(self.steps) or not 1 <= self.steps <= 999:
-            raise ValueError(f"steps must be an integer from 1 to 999 (official 50), got {self.steps!r}.")
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
         if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
                 or self.guidance_scale < 0:
-            raise ValueError(f"guidance scale (cfg) must be a number >= 0 (official 7.5), got {self.guidance_scale!r}.")
+            raise ValueError(
+                f"guidance scale (cfg) must be a number >= 0 (official {self._official('guidance_scale'):g}), "
+                f"got {self.guidance_scale!r}."
+            )
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
         if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
@@ -132,8 +139,10 @@ class AnimationSettings:
         if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
             raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
         if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
+            official = self._official("dct_noise_timestep")
             raise ValueError(
-                f"DCT noise timestep must be an integer from 0 to 999 (official 975), got {self.dct_noise_timestep!r}."
+                f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
+                f"got {self.dct_noise_timestep!r}."
             )
         if not isinstance(self.loop, bool):
             raise ValueError(f"loop must be True or False, got {self.loop!r}.")

@@ -9,11 +9,13 @@ two halves are combined as ``u + s * (c - u)``.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 
 from .context_windows import ContextWindows, windowed_prediction
+from .finite import check_model_output
 from .loop import pull_towards_first_frame, return_weights
 from .schedule import CinemoSchedule
 
@@ -46,6 +48,64 @@ def _motion_tensor(motion_ids: float | torch.Tensor, batch: int, like: torch.Ten
         raise ValueError(f"Motion ids must be finite, got {ids.tolist()}.")
     # The official pipeline builds the id tensor in the latents' dtype.
     return ids.expand(batch).to(device=like.device, dtype=like.dtype)
+
+
+@dataclass(frozen=True)
+class GuidedConditioning:
+    """The UNet's conditioning batched for one pass, or for ``[uncond, cond]`` when guidance is on.
+
+    Shared by the sampler and DDIM inversion (``cinemo_core.inversion``), which guide the same way.
+    """
+
+    context: torch.Tensor
+    base_content: torch.Tensor
+    motion_ids: torch.Tensor
+    guidance_scale: float
+
+    @property
+    def uses_cfg(self) -> bool:
+        return self.guidance_scale > 1.0
+
+    @classmethod
+    def build(
+        cls,
+        latents: torch.Tensor,
+        base_content: torch.Tensor,
+        context: torch.Tensor,
+        negative_context: torch.Tensor | None,
+        motion_ids: float | torch.Tensor,
+        guidance_scale: float,
+    ) -> "GuidedConditioning":
+        """Check the conditioning against ``latents`` [B, C, F, h, w] and move it to their device and dtype."""
+        batch, channels, _, h, w = latents.shape
+        device, dtype = latents.device, latents.dtype
+        base = _batched("base_content", base_content, batch, 5)
+        if base.shape[1:] != (channels, 1, h, w):
+            raise ValueError(f"base_content must be [B, {channels}, 1, {h}, {w}], got {list(base_content.shape)}.")
+        base = base.to(device=device, dtype=dtype)
+        cond = _batched("context", context, batch, 3).to(device=device, dtype=dtype)
+        ids = _motion_tensor(motion_ids, batch, latents)
+        if guidance_scale <= 1.0:
+            return cls(cond, base, ids, float(guidance_scale))
+        if negative_context is None:
+            raise ValueError("negative_context is required when guidance_scale > 1 (use the empty prompt's embedding).")
+        uncond = _batched("negative_context", negative_context, batch, 3).to(device=device, dtype=dtype)
+        if uncond.shape != cond.shape:
+            raise ValueError(f"negative_context {list(uncond.shape)} and context {list(cond.shape)} must match.")
+        return cls(torch.cat([uncond, cond]), torch.cat([base, base]), torch.cat([ids, ids]), float(guidance_scale))
+
+    def eps(self, unet: MotionUNet, latents: torch.Tensor, t: int) -> torch.Tensor:
+        """The (guided) noise prediction for ``latents`` at timestep ``t``, in the latents' dtype."""
+        model_input = torch.cat([latents, latents]) if self.uses_cfg else latents
+        t_batch = torch.full((model_input.shape[0],), t, dtype=torch.int64, device=latents.device)
+        eps = unet(model_input, t_batch, self.context, base_content=self.base_content, motion_ids=self.motion_ids)
+        if eps.shape != model_input.shape:
+            raise ValueError(f"unet returned shape {list(eps.shape)}; expected {list(model_input.shape)}.")
+        check_model_output(eps, x=model_input, context=self.context, base_content=self.base_content)
+        if self.uses_cfg:
+            eps_uncond, eps_cond = eps.chunk(2)
+            eps = eps_uncond + self.guidance_scale * (eps_cond - eps_uncond)
+        return eps.to(latents.dtype)
 
 
 def sample_residual(
@@ -98,54 +158,23 @@ def sample_residual(
     timesteps = schedule.ddim_timesteps(steps)
     if int(timesteps[0]) >= schedule.num_train_timesteps:
         raise ValueError(f"steps must be at most {schedule.num_train_timesteps - 1}, got {steps}.")
-    batch, channels, _, h, w = init_latents.shape
-    device, dtype = init_latents.device, init_latents.dtype
-
-    base = _batched("base_content", base_content, batch, 5)
-    if base.shape[1:] != (channels, 1, h, w):
-        raise ValueError(f"base_content must be [B, {channels}, 1, {h}, {w}], got {list(base_content.shape)}.")
-    base = base.to(device=device, dtype=dtype)
-    cond = _batched("context", context, batch, 3).to(device=device, dtype=dtype)
-    ids = _motion_tensor(motion_ids, batch, init_latents)
-
-    use_cfg = guidance_scale > 1.0
-    if use_cfg:
-        if negative_context is None:
-            raise ValueError("negative_context is required when guidance_scale > 1 (use the empty prompt's embedding).")
-        uncond = _batched("negative_context", negative_context, batch, 3).to(device=device, dtype=dtype)
-        if uncond.shape != cond.shape:
-            raise ValueError(f"negative_context {list(uncond.shape)} and context {list(cond.shape)} must match.")
-        model_context = torch.cat([uncond, cond])
-        model_base = torch.cat([base, base])
-        model_ids = torch.cat([ids, ids])
-    else:
-        model_context, model_base, model_ids = cond, base, ids
+    conditioning = GuidedConditioning.build(
+        init_latents, base_content, context, negative_context, motion_ids, guidance_scale
+    )
 
     num_frames = init_latents.shape[2]
     loop_weights = return_weights(num_frames, loop_ramp) if loop_ramp else None
     windowed = windows is not None and windows.applies_to(num_frames)
 
-    def guided_eps(x: torch.Tensor, t: int) -> torch.Tensor:
-        """Text-guided eps for ``x``: the whole residual, or one window of its frames."""
-        model_input = torch.cat([x, x]) if use_cfg else x
-        t_batch = torch.full((model_input.shape[0],), t, dtype=torch.int64, device=device)
-        eps = unet(model_input, t_batch, model_context, base_content=model_base, motion_ids=model_ids)
-        if eps.shape != model_input.shape:
-            raise ValueError(f"unet returned shape {list(eps.shape)}; expected {list(model_input.shape)}.")
-        if use_cfg:
-            eps_uncond, eps_cond = eps.chunk(2)
-            eps = eps_uncond + guidance_scale * (eps_cond - eps_uncond)
-        return eps
-
     latents = init_latents
     for i, t in enumerate(timesteps.tolist()):
-        if windowed:
-            eps = windowed_prediction(functools.partial(guided_eps, t=t), latents, windows, step=i)
+        if windowed:  # each window is one guided UNet call on a slice of the residual frames
+            eps = windowed_prediction(functools.partial(conditioning.eps, unet, t=t), latents, windows, step=i)
         else:
-            eps = guided_eps(latents, t)
+            eps = conditioning.eps(unet, latents, t)
         if loop_weights is not None:
             eps = pull_towards_first_frame(eps, latents, t, schedule, loop_weights)
-        latents = schedule.ddim_step(eps.to(dtype), t, latents, steps, eta=eta, generator=generator)
+        latents = schedule.ddim_step(eps, t, latents, steps, eta=eta, generator=generator)
         if callback is not None:
             callback(i, len(timesteps), t, latents)
     return latents
@@ -165,3 +194,15 @@ def assemble_video_latents(base_content: torch.Tensor, residual: torch.Tensor) -
             f"base_content {list(base_content.shape)} does not fit residual {list(residual.shape)}."
         ) from exc
     return torch.cat([base.expand(frames.shape[0], -1, -1, -1, -1), frames], dim=2)
+
+
+def split_video_latents(video_latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inverse of :func:`assemble_video_latents`: [B, C, F+1, h, w] -> (first frame [B, C, 1, h, w],
+    residual [B, C, F, h, w] = frames 1.. minus the first frame), as the official video editing script."""
+    if not isinstance(video_latents, torch.Tensor) or video_latents.dim() != 5 or video_latents.shape[2] < 2:
+        raise ValueError(
+            "video_latents must be [B, C, F, h, w] with at least 2 frames (the first frame and one more), "
+            f"got {list(getattr(video_latents, 'shape', []))}."
+        )
+    base = video_latents[:, :, :1]
+    return base, video_latents[:, :, 1:] - base

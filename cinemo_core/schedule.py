@@ -140,6 +140,33 @@ class CinemoSchedule:
             prev = prev + std * variance_noise
         return prev
 
+    def inversion_timesteps(self, steps: int) -> torch.Tensor:
+        """Ascending timesteps DDIM inversion visits: the sampling timesteps reversed (50 steps: 1, 21, ..., 981)."""
+        return self.ddim_timesteps(steps).flip(0)
+
+    def ddim_inversion_step(
+        self, eps: torch.Tensor, t: int | torch.Tensor, x: torch.Tensor, steps: int
+    ) -> torch.Tensor:
+        """One DDIM inversion update x_{t - 1000/steps} -> x_t: the official ``next_step``.
+
+        ``x0 = (x - sqrt(1 - a_prev) eps) / sqrt(a_prev)``, then ``sqrt(a_t) x0 + sqrt(1 - a_t) eps``, where
+        ``a_prev`` is the cumulative alpha one DDIM step before ``t`` (the final alpha when that lies before
+        timestep 0). It undoes :meth:`ddim_step` (eta 0) exactly when ``eps`` is the same at both ends.
+        Coefficients are float32 scalars applied in the sample's dtype, as in :meth:`ddim_step`.
+        """
+        if eps.shape != x.shape:
+            raise ValueError(f"eps has shape {tuple(eps.shape)} but the sample has {tuple(x.shape)}; they must match.")
+        t = int(t)
+        self._check_timestep(t)
+        prev_t = t - self.step_ratio(steps)
+
+        alphas = self.alphas_cumprod.to(x.device)
+        alpha_t = alphas[t]
+        alpha_prev = alphas[prev_t] if prev_t >= 0 else self.final_alpha_cumprod.to(x.device)
+
+        x0 = (x - (1 - alpha_prev) ** 0.5 * eps) / alpha_prev**0.5
+        return alpha_t**0.5 * x0 + (1 - alpha_t) ** 0.5 * eps
+
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor) -> torch.Tensor:
         """Forward diffusion sqrt(a_t) * x0 + sqrt(1 - a_t) * noise, like ``DDIMScheduler.add_noise``.
 

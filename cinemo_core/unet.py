@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, CinemoUNetConfig
@@ -142,7 +143,7 @@ class CinemoUNet3D(nn.Module):
 
         num_frames = residual_frames + 1
         clip = torch.cat([base_content, base_content + x], dim=2)
-        h = self.conv_in(clip.transpose(1, 2).reshape(batch * num_frames, channels, height, width))
+        h = self.conv_in(rearrange(clip, "b c f h w -> (b f) c h w"))
 
         skips = [h]
         for block in self.down_blocks:
@@ -157,6 +158,6 @@ class CinemoUNet3D(nn.Module):
 
         h = nn.functional.silu(group_norm_over_frames(self.conv_norm_out, h, num_frames))
         # the first frame is the clean conditioning frame: only the residual frames are predicted
-        h = h.unflatten(0, (batch, num_frames))[:, 1:].flatten(0, 1)
+        h = rearrange(rearrange(h, "(b f) c h w -> b f c h w", b=batch)[:, 1:], "b f c h w -> (b f) c h w")
         out = self.conv_out(h)
-        return out.unflatten(0, (batch, residual_frames)).transpose(1, 2).contiguous()
+        return rearrange(out, "(b f) c h w -> b c f h w", b=batch).contiguous()

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from PIL import Image
 
 SUPPORTED_EXTENSIONS: tuple[str, ...] = (".mp4", ".webp", ".gif")
+#: What :func:`read_video` decodes: the written formats, and other common containers through PyAV.
+READABLE_EXTENSIONS: tuple[str, ...] = SUPPORTED_EXTENSIONS + (".mov", ".mkv", ".webm", ".avi", ".m4v")
 MAX_FPS = 60.0
 MP4_CRF = 17  # visually lossless for x264; the official demo uses imageio quality 7-8 (similar)
 WEBP_QUALITY = 90
@@ -211,29 +213,39 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLi
     return out
 
 
-def read_video(path: str | os.PathLike[str]) -> tuple[np.ndarray, float]:
-    """Decode a video written by :func:`write_video`: ``(frames uint8 (F, H, W, 3), fps)``."""
+def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Decode a video: ``(frames uint8 (F, H, W, 3), fps)``; at most ``max_frames`` frames when given.
+
+    Reads what :func:`write_video` writes, and through PyAV also ``READABLE_EXTENSIONS``' other containers.
+    """
     source = Path(path)
     suffix = source.suffix.lower()
-    if suffix == ".mp4":
-        import av
-
-        with av.open(str(source)) as container:
-            stream = container.streams.video[0]
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-            fps = float(stream.average_rate or stream.guessed_rate or 0)
-        return np.stack(frames), fps
+    limit = max_frames if max_frames is not None else float("inf")
+    frames: list[np.ndarray] = []
     if suffix in (".webp", ".gif"):
         from PIL import Image, ImageSequence
 
         with Image.open(source) as image:
-            frames, durations = [], []
+            durations = []
             for frame in ImageSequence.Iterator(image):
+                if len(frames) >= limit:
+                    break
                 frames.append(np.asarray(frame.convert("RGB")))  # loads the frame, which sets its duration
                 durations.append(frame.info.get("duration", 0) or 0)
         mean_ms = float(np.mean(durations)) if durations else 0.0
         return np.stack(frames), (1000.0 / mean_ms if mean_ms > 0 else 0.0)
-    raise ValueError(f"Cannot read '{source}': expected one of {', '.join(SUPPORTED_EXTENSIONS)}.")
+    if suffix in READABLE_EXTENSIONS:
+        import av
+
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            for frame in container.decode(stream):
+                if len(frames) >= limit:
+                    break
+                frames.append(frame.to_ndarray(format="rgb24"))
+            fps = float(stream.average_rate or stream.guessed_rate or 0)
+        return np.stack(frames), fps
+    raise ValueError(f"Cannot read '{source}': expected one of {', '.join(READABLE_EXTENSIONS)}.")
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:

@@ -1,10 +1,26 @@
-"""ComfyUI adapters for Cinemo (V3 node schema). Each node is a thin wrapper over cinemo_core."""
+"""ComfyUI adapters for Cinemo (V3 node schema): one node per module, each a thin wrapper over cinemo_core."""
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import conditioning, first_frame, model_loader, motion, sampling, temporal_vae
+from . import (
+    conditioning,
+    first_frame,
+    init_noise,
+    invert_motion,
+    model_loader,
+    motion,
+    residual_to_frames,
+    sampler,
+    scheduler,
+    temporal_vae_decode,
+    temporal_vae_loader,
+    video_encode,
+)
 
-NODE_MODULES = (model_loader, first_frame, conditioning, sampling, temporal_vae, motion)
+NODE_MODULES = (
+    model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,
+    temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion,
+)
 
 
 class CinemoExtension(ComfyExtension):

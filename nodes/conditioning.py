@@ -1,9 +1,6 @@
-"""Cinemo Conditioning: attaches the first frame and the motion intensity to the text conditioning.
+"""Cinemo Conditioning: the first frame and the motion id join both text conditionings.
 
-Inputs are the CLIP text conditionings (positive and negative), the first-frame LATENT
-``[N, 4, h, w]`` and the motion settings. Both outputs carry the first frame and the raw motion id
-(the official sampler gives them to cond and uncond alike); the third output is the empty residual
-LATENT ``[N, 4, frames - 1, h, w]`` (zeros, unscaled) that a sampler denoises. See ``latents.py``.
+The official sampler gives cond and uncond the same first frame and motion id, so both outputs carry them.
 """
 
 from __future__ import annotations
@@ -11,14 +8,14 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management
-import node_helpers
-
+from ..cinemo_core.defaults import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
+from ..cinemo_core.finite import check_text_embeddings
 from ..cinemo_core.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
 from ..cinemo_core.motion import raw_motion_id as checked_raw_motion_id
-from ..cinemo_core.pipeline import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
-from .comfy_model import FIRST_FRAME_KEY, MOTION_ID_KEY, require_cinemo_model
+from .cinemo_model import FIRST_FRAME_KEY, MOTION_ID_KEY
+from .comfy_compat import conditioning_with, intermediate_device
 from .latents import first_frame_samples
+from .model_guards import require_cinemo_model
 
 #: ``raw_motion_id`` values below 0 mean "use intensity".
 RAW_ID_OFF = -1.0
@@ -47,6 +44,12 @@ def raw_id_error(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not RAW_ID_OFF <= value <= MAX_RAW_ID:
         return f"raw_motion_id must be from 0 to {MAX_RAW_ID:g}, or {RAW_ID_OFF:g} to use intensity; got {value!r}."
     return None
+
+
+def input_errors(intensity: object, frames: object, raw_motion_id: object) -> list[str]:
+    """What is wrong with the given settings (None = not known yet)."""
+    checks = ((intensity, intensity_error), (frames, frames_error), (raw_motion_id, raw_id_error))
+    return [error for value, check in checks if value is not None and (error := check(value))]
 
 
 def _check_text_width(conditioning: list, input_name: str, expected: int) -> None:
@@ -104,27 +107,17 @@ class CinemoConditioning(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(
-        cls, intensity: int | None = None, frames: int | None = None, raw_motion_id: float | None = None
-    ) -> bool | str:
-        # naming these parameters turns off ComfyUI's own range checks for them: check here
-        if intensity is not None and (error := intensity_error(intensity)):
-            return error
-        if frames is not None and (error := frames_error(frames)):
-            return error
-        if raw_motion_id is not None and (error := raw_id_error(raw_motion_id)):
-            return error
-        return True
-
-    @classmethod
     def execute(
         cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
         raw_motion_id: float = RAW_ID_OFF, model=None,
     ) -> io.NodeOutput:
-        for error in (intensity_error(intensity), frames_error(frames), raw_id_error(raw_motion_id)):
-            if error:
-                raise ValueError(error)
+        # ComfyUI checks the widgets' ranges input by input before the run; values from links arrive unchecked
+        if errors := input_errors(intensity, frames, raw_motion_id):
+            raise ValueError(" ".join(errors))
         samples = first_frame_samples(first_frame, "first_frame")
+        for name, conditioning in (("positive", positive), ("negative", negative)):
+            for embeddings, _ in conditioning:
+                check_text_embeddings(embeddings, name)
         if model is not None:
             require_cinemo_model(model, "model")
             width = model.model.cinemo_config.cross_attention_dim
@@ -135,11 +128,11 @@ class CinemoConditioning(io.ComfyNode):
         else:
             motion_id = intensity_to_motion_id(intensity)
         values = {FIRST_FRAME_KEY: samples, MOTION_ID_KEY: motion_id}
-        positive = node_helpers.conditioning_set_values(positive, values)
-        negative = node_helpers.conditioning_set_values(negative, values)
+        positive = conditioning_with(positive, values)
+        negative = conditioning_with(negative, values)
         videos, channels, height, width = samples.shape
         residual = torch.zeros(
-            [videos, channels, frames - 1, height, width], device=comfy.model_management.intermediate_device()
+            [videos, channels, frames - 1, height, width], device=intermediate_device()
         )
         return io.NodeOutput(positive, negative, {"samples": residual})
 

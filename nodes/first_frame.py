@@ -1,11 +1,6 @@
-"""Cinemo First Frame Encode: IMAGE -> the first-frame LATENT, fitted to the video size like the official code.
+"""Cinemo First Frame Encode: IMAGE -> first-frame LATENT, fitted to the video size like the official code.
 
-Each image is cover-resized and centre-cropped to ``width x height`` exactly as the official
-``animation.py`` does (``cinemo_core.preprocess.fit_image``), then encoded with the given VAE.
-
-Layout: an IMAGE batch ``[N, H, W, C]`` gives the first-frame LATENT ``[N, 4, height / 8, width / 8]``
-(unscaled, ComfyUI convention); image ``n`` animates video ``n``.
-Note: ComfyUI's VAE returns the posterior mean, where the official code draws a posterior sample.
+ComfyUI's VAE returns the posterior mean, where the official code draws a posterior sample.
 """
 
 from __future__ import annotations
@@ -15,20 +10,25 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-import comfy.model_management
-
-from ..cinemo_core.pipeline import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.defaults import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
 from ..cinemo_core.preprocess import fit_image
+from .comfy_compat import encode_images, intermediate_device
 
 
-def size_error(name: str, value: object) -> str | None:
-    """Why ``value`` is not a usable frame side in pixels (None when it is)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-        return (
-            f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 blocks; "
-            f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
-        )
-    return None
+def frame_size_error(width: object, height: object) -> str | None:
+    """Why the frame size is unusable, naming each side at fault (None: fine, or not known yet)."""
+    bad = [
+        f"{name} {value!r}" for name, value in (("width", width), ("height", height))
+        if value is not None
+        and (isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8)
+    ]
+    if not bad:
+        return None
+    return (
+        f"the frame size must be multiples of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
+        f"blocks; Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}): {' and '.join(bad)} "
+        f"{'is' if len(bad) == 1 else 'are'} not."
+    )
 
 
 class CinemoFirstFrameEncode(io.ComfyNode):
@@ -66,26 +66,23 @@ class CinemoFirstFrameEncode(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, width: int | None = None, height: int | None = None) -> bool | str:
-        for name, value in (("width", width), ("height", height)):
-            if value is not None and (error := size_error(name, value)):
-                return error
-        return True
+        # ComfyUI shows the message under both inputs, so it names the side(s) at fault itself
+        return frame_size_error(width, height) or True
 
     @classmethod
     def execute(cls, image: torch.Tensor, vae, width: int, height: int) -> io.NodeOutput:
-        for name, value in (("width", width), ("height", height)):
-            if error := size_error(name, value):
-                raise ValueError(error)
+        if error := frame_size_error(width, height):
+            raise ValueError(error[0].upper() + error[1:])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the off-size advice is in the tooltip; don't spam the console
             fitted = fit_image(image, width, height)  # [N, 3, height, width] in [-1, 1]
         pixels = ((fitted + 1.0) / 2.0).movedim(1, -1)  # back to ComfyUI's IMAGE layout, 0..1
-        latent = vae.encode(pixels)
+        latent = encode_images(vae, pixels)
         if latent.ndim == 5 and latent.shape[2] == 1:
             latent = latent[:, :, 0]
         if latent.ndim != 4:
             raise ValueError(f"vae: expected an image VAE giving [images, 4, h, w] latents, got {list(latent.shape)}.")
-        return io.NodeOutput({"samples": latent.to(comfy.model_management.intermediate_device())})
+        return io.NodeOutput({"samples": latent.to(intermediate_device())})
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoFirstFrameEncode]

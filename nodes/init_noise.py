@@ -1,60 +1,57 @@
-"""The NOISE object of our DCTInit node, and how its noise is scaled for the first sigma of any schedule.
+"""Cinemo Init Noise: the NOISE whose "noise" is Cinemo's initial latent x_T (DCTInit, FFT init or plain).
 
-ComfyUI's samplers start from ``x = noise * s + latent`` with ``s = sqrt(1 + sigma_0^2)`` when the
-schedule starts at the model's ``sigma_max`` and ``s = sigma_0`` otherwise (``KSAMPLER.sample`` ->
-``model_sampling.noise_scaling``). That is exact for unit Gaussian noise. Cinemo's initial latent is
-not unit noise: DCTInit gives x_T, a *DDPM-space* latent that the official sampler uses directly as
-the latent at its first timestep; in ComfyUI's (k-diffusion) space that is ``x_T * sqrt(1 + sigma_0^2)``.
-
-So ``generate_noise`` returns x_T tagged as :class:`DiffusedNoise`, and the Cinemo model's
-``OUTER_SAMPLE`` wrapper (registered by the model loader; it sees the sigmas) replaces it with
-``x_T * sqrt(1 + sigma_0^2) / s`` (:func:`noise_for_first_sigma`) before ComfyUI scales it. The start
-is then exact for any scheduler. With a MODEL that is not Cinemo the tag is inert and ComfyUI's own
-scaling applies (off by ``sqrt(1 + sigma_0^2) / sigma_0``, about 1e-4 at the usual first sigmas).
-
-Latent layouts (ComfyUI convention, unscaled VAE latents):
-  * ``input_latent["samples"]``: the residual latent ``[N, 4, F - 1, h, w]`` (zeros from Cinemo Conditioning);
-  * ``first_frame``: ``[N or 1, 4, h, w]``;
-  * the returned noise: ``[N, 4, F - 1, h, w]`` float32 on the CPU, in the model's scaled latent space.
+ComfyUI starts sampling from ``noise * s`` with ``s = sqrt(1 + sigma_0^2)`` when the schedule starts at the
+model's sigma_max and ``s = sigma_0`` otherwise. For unit noise both are exact; for x_T the second is off
+by ``sqrt(1 + sigma_0^2) / sigma_0 - 1``: 2.9e-5 at the official 50-step start (t = 981), 1.3e-4 at the
+10-step start (t = 901). Rescaling x_T for it (a wrapper around ComfyUI's sampler) moved the golden 10-step
+run by 3e-5 relative, less than that run's own float error in ComfyUI (5e-5), so x_T is handed over as is.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
+from comfy_api.latest import io
 
 from ..cinemo_core.dct_init import INIT_MODES, init_noise
+from ..cinemo_core.defaults import (
+    DEFAULT_DCT_LOW_PASS,
+    DEFAULT_DCT_NOISE_TIMESTEP,
+    DEFAULT_EDIT_NOISE_TIMESTEP,
+    DEFAULT_INIT,
+)
 from ..cinemo_core.schedule import CinemoSchedule
-from .latents import check_residual_matches_first_frame
+from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
+from .model_config import latent_scale
+
+MAX_SEED = 0xFFFFFFFFFFFFFFFF
+MAX_TIMESTEP = 999
 
 
-class DiffusedNoise(torch.Tensor):
-    """A tag on the tensor a NOISE returns: it is a DDPM-space x_T, not unit noise.
-
-    Torch functions on it return plain tensors, so the tag never spreads beyond the object itself.
-    """
-
-    __torch_function__ = torch._C._disabled_torch_function_impl
+def seed_input(tooltip: str) -> io.Int.Input:
+    return io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
 
 
-def first_sigma_is_max(sigma0: float, sigma_max: float) -> bool:
-    """ComfyUI's ``KSAMPLER.max_denoise``: does the schedule start at (or above) the model's sigma_max?"""
-    return math.isclose(sigma_max, sigma0, rel_tol=1e-05) or sigma0 > sigma_max
-
-
-def noise_for_first_sigma(x_t: torch.Tensor, sigma0: float, sigma_max: float) -> torch.Tensor:
-    """The noise that ComfyUI's ``noise_scaling`` turns into exactly ``x_T * sqrt(1 + sigma0^2)``."""
-    if sigma0 <= 0:
-        return x_t
-    scale = 1.0 if first_sigma_is_max(sigma0, sigma_max) else math.sqrt(1.0 + sigma0**2) / sigma0
-    return (x_t.to(torch.float64) * scale).to(x_t.dtype)
+def dct_inputs(noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP) -> list[io.Int.Input | io.Float.Input]:
+    """DCTInit's two settings, as every node that mixes an initial latent declares them."""
+    return [
+        io.Float.Input(
+            "low_pass", default=DEFAULT_DCT_LOW_PASS, min=0.0, max=1.0, step=0.01,
+            tooltip="DCTInit: fraction of each spatial axis whose low frequencies come from the image "
+            f"(official {DEFAULT_DCT_LOW_PASS}).",
+        ),
+        io.Int.Input(
+            "noise_timestep", default=noise_timestep, min=0, max=MAX_TIMESTEP,
+            tooltip=f"DCTInit: how far the still first frame is noised before mixing, 0..{MAX_TIMESTEP} "
+            f"(official {noise_timestep}).",
+        ),
+    ]
 
 
 @dataclass
 class CinemoNoise:
-    """ComfyUI NOISE: Gaussian noise from ``seed``, turned into Cinemo's initial latent by ``mode``.
+    """ComfyUI NOISE: Gaussian noise from ``seed`` (or ``base_noise``) turned into x_T by ``mode``.
 
     Attributes:
         first_frame: unscaled first-frame latent ``[N or 1, 4, h, w]``.
@@ -62,17 +59,15 @@ class CinemoNoise:
         mode: ``"dct"`` (DCTInit, official), ``"fft"`` (FreeInit-style low-pass) or ``"plain"`` (the noise).
         low_pass: DCTInit's low-pass fraction of each spatial axis.
         noise_timestep: the timestep the static first-frame video is diffused to (dct and fft).
-        latent_scale: the VAE scaling factor that takes LATENT values to model space (0.18215).
-        base_noise: Gaussian noise to use instead of drawing it from ``seed`` (e.g. DDIM-inverted latents
-            for motion transfer, as the official editing pipeline does); shaped like the residual latent.
+        base_noise: the noise to mix instead of a seeded draw (e.g. DDIM-inverted latents, as the official
+            editing pipeline does), shaped like the residual latent, in the model's scaled space.
     """
 
     first_frame: torch.Tensor
     seed: int
-    mode: str = "dct"
-    low_pass: float = 0.23
-    noise_timestep: int = 975
-    latent_scale: float = 0.18215
+    mode: str = DEFAULT_INIT
+    low_pass: float = DEFAULT_DCT_LOW_PASS
+    noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
     base_noise: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
@@ -80,7 +75,7 @@ class CinemoNoise:
             raise ValueError(f"mode must be one of {', '.join(INIT_MODES)}, got {self.mode!r}.")
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
-        """x_T for ``input_latent["samples"]`` (the residual latent), tagged as :class:`DiffusedNoise`."""
+        """x_T ``[N, 4, F - 1, h, w]`` (float32, CPU, model space) for the residual latent ``input_latent``."""
         residual = input_latent["samples"]
         check_residual_matches_first_frame(
             residual.shape, self.first_frame.shape, residual_name="latent_image (the residual LATENT)",
@@ -88,16 +83,74 @@ class CinemoNoise:
         )
         if self.base_noise is not None:
             if tuple(self.base_noise.shape) != tuple(residual.shape):
+                *_, frames, height, width = self.base_noise.shape
                 raise ValueError(
-                    f"base_noise has shape {list(self.base_noise.shape)}; expected the residual latent's "
-                    f"{list(residual.shape)}."
+                    f"inverted_motion holds {frames} frames of {width * 8}x{height * 8} pixels (latent "
+                    f"{list(self.base_noise.shape)}) but latent_image, the residual to sample, is "
+                    f"{list(residual.shape)}: set the target's Cinemo Conditioning frames to the source clip's "
+                    "frame count and encode the new first frame at the source clip's width and height."
                 )
             noise = self.base_noise.detach().to(device="cpu", dtype=torch.float32)
         else:
             generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
             noise = torch.randn(tuple(residual.shape), generator=generator, dtype=torch.float32)
-        base = (self.first_frame.detach().to(device="cpu", dtype=torch.float64) * self.latent_scale).unsqueeze(2)
+        base = (self.first_frame.detach().to(device="cpu", dtype=torch.float64) * latent_scale()).unsqueeze(2)
         x_t = init_noise(
             self.mode, base, noise, CinemoSchedule(), low_pass=self.low_pass, noise_timestep=self.noise_timestep
         )
-        return x_t.to(torch.float32).contiguous().as_subclass(DiffusedNoise)
+        return x_t.to(torch.float32).contiguous()
+
+
+class CinemoInitNoise(io.ComfyNode):
+    """NOISE for SamplerCustomAdvanced: Cinemo's DCTInit (or FFT / plain) initial latents."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CinemoInitNoise",
+            display_name="Cinemo Init Noise (DCTInit)",
+            category="Cinemo",
+            description=(
+                "Initial noise for SamplerCustomAdvanced: the low spatial frequencies of the noised first frame "
+                "(DCTInit) keep the video's colours and layout. Use with a Cinemo MODEL and the residual latent "
+                "from Cinemo Conditioning."
+            ),
+            inputs=[
+                io.Latent.Input("first_frame", tooltip="The first-frame latent from Cinemo First Frame Encode."),
+                seed_input("Seed of the Gaussian noise (the same seed gives the same video)."),
+                *dct_inputs(),
+                io.Combo.Input(
+                    "mode", options=list(INIT_MODES), default=DEFAULT_INIT,
+                    tooltip="dct: Cinemo's DCTInit (official); fft: FreeInit-style Gaussian low-pass; plain: noise only.",
+                ),
+                io.Latent.Input(
+                    "inverted_motion", optional=True,
+                    tooltip="Motion transfer: the output of Cinemo Invert Motion. It takes the place of the Gaussian "
+                    "noise (the seed is then unused) and first_frame is the new first frame, as the official "
+                    "video-editing script does.",
+                ),
+                io.Int.Input(
+                    "inverted_noise_timestep", default=DEFAULT_EDIT_NOISE_TIMESTEP, min=0, max=MAX_TIMESTEP,
+                    optional=True,
+                    tooltip="With inverted_motion: how far the new first frame is noised before the DCT mix "
+                    f"(official {DEFAULT_EDIT_NOISE_TIMESTEP}; noise_timestep applies without inverted_motion).",
+                ),
+            ],
+            outputs=[io.Noise.Output(display_name="noise", tooltip="Initial noise for SamplerCustomAdvanced.")],
+        )
+
+    @classmethod
+    def execute(
+        cls, first_frame: dict, seed: int, low_pass: float, noise_timestep: int, mode: str,
+        inverted_motion: dict | None = None, inverted_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP,
+    ) -> io.NodeOutput:
+        samples = first_frame_samples(first_frame, "first_frame")
+        if inverted_motion is None:
+            return io.NodeOutput(CinemoNoise(samples, seed, mode, float(low_pass), int(noise_timestep)))
+        inverted = residual_samples(inverted_motion, "inverted_motion") * latent_scale()
+        return io.NodeOutput(
+            CinemoNoise(samples, seed, mode, float(low_pass), int(inverted_noise_timestep), base_noise=inverted)
+        )
+
+
+NODES: list[type[io.ComfyNode]] = [CinemoInitNoise]

@@ -1,24 +1,22 @@
 """The three LATENT layouts of the Cinemo nodes, and checks that name the node input at fault.
 
-All follow ComfyUI's LATENT convention: ``{"samples": tensor}`` holding **unscaled** VAE latents (the
-sampler multiplies by the VAE scaling factor 0.18215 on the way in and divides on the way out).
-``N`` is the number of videos (one per input image), ``F`` the number of frames per video including
-the first, ``h, w`` the latent size (pixels / 8).
+All hold unscaled VAE latents, as every ComfyUI LATENT. ``N`` videos, ``F`` frames each (the first
+included), latent size ``h x w``:
 
-* **first frame** ``[N, 4, h, w]``: the VAE latent of each fitted input image (Cinemo First Frame
-  Encode). Image ``n`` of an IMAGE batch animates video ``n``. A 5-D ``[N, 4, 1, h, w]`` latent (from a
-  video VAE) is accepted too.
-* **residual** ``[N, 4, F - 1, h, w]``: the motion residual, frames 1..F-1 minus the first frame. Cinemo
-  Conditioning outputs it as zeros; the samplers denoise it.
-* **frames** ``[N * F, 4, h, w]``: frames as batch, video-major (video ``n`` is rows ``n*F .. n*F+F-1``),
-  row ``n*F`` being the first frame itself. Core ``VAEDecode``, previews and video savers take it.
+* first frame ``[N, 4, h, w]`` (image ``n`` animates video ``n``; a ``[N, 4, 1, h, w]`` latent is accepted);
+* residual ``[N, 4, F - 1, h, w]``: frames 1..F-1 minus the first frame, what the samplers denoise;
+* frames ``[N * F, 4, h, w]``: video after video, each starting with its first frame (VAE Decode's layout).
 """
 
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 
 from ..cinemo_core.sampling import assemble_video_latents
+
+#: The frames LATENT says how many frames one clip has, so that decoders never need to be told again.
+CLIP_FRAMES_KEY = "cinemo_frames_per_clip"
 
 
 def first_frame_samples(latent: dict, input_name: str) -> torch.Tensor:
@@ -75,10 +73,10 @@ def check_residual_matches_first_frame(
         )
 
 
-def frames_as_batch(first_frame: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """Frames as batch ``[N * F, 4, h, w]`` (video-major, first frame first) from a first frame and a residual."""
-    video = assemble_video_latents(first_frame.unsqueeze(2), residual)  # [N, 4, F, h, w]
-    return video.transpose(1, 2).reshape(-1, *video.shape[1:2], *video.shape[3:]).contiguous()
+def video_frames(first_frame: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Frames ``[N * F, 4, h, w]`` (video after video, first frame first) from a first frame and a residual."""
+    video = assemble_video_latents(first_frame.unsqueeze(2), residual)
+    return rearrange(video, "n c f h w -> (n f) c h w").contiguous()
 
 
 def _samples(latent: dict, input_name: str) -> torch.Tensor:

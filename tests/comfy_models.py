@@ -6,7 +6,8 @@ Laid out under the booted ComfyUI's temporary ``models/`` folder:
 * ``cinemo/tiny_clip_l.safetensors``: a tiny random Cinemo UNet with cross-attention width 768 (CLIP-L),
   for graphs that encode text with a real CLIP-L text encoder;
 * ``text_encoders/clip_l_random.safetensors``: a random CLIP ViT-L/14 text encoder (Hugging Face
-  ``CLIPTextModel`` keys, fp16) that ``CLIPLoader`` (type ``stable_diffusion``) loads;
+  ``CLIPTextModel`` keys, fp16) that ``CLIPLoader`` (type ``stable_diffusion``) loads, and the same without
+  the ``text_model.`` key prefix (as transformers 5 re-saves it), which loads with missing weights;
 * ``vae/sd_vae_random.safetensors``: a random SD-1.x ``AutoencoderKL`` (diffusers keys, fp16);
 * ``diffusion_models/sd15_stand_in.safetensors``: a small random UNet that ComfyUI detects as SD 1.5;
 * wrong files in ``cinemo/`` for the loader's error messages: an SD checkpoint (original LDM layout), an
@@ -34,6 +35,8 @@ from safetensors.torch import save_file
 GOLDEN_NAME = "tiny_a"
 CLIP_CINEMO_NAME = "tiny_clip_l.safetensors"
 CLIP_L_NAME = "clip_l_random.safetensors"
+#: The same encoder re-saved without the ``text_model.`` key prefix (as transformers 5 saves it).
+CLIP_L_NO_PREFIX_NAME = "clip_l_no_text_model_prefix.safetensors"
 VAE_NAME = "sd_vae_random.safetensors"
 SD15_UNET_NAME = "sd15_stand_in.safetensors"
 IMAGE_NAME = "cinemo_test.png"
@@ -51,6 +54,7 @@ class ComfyModels:
     golden: str = GOLDEN_NAME
     clip_cinemo: str = CLIP_CINEMO_NAME
     clip_l: str = CLIP_L_NAME
+    clip_l_no_prefix: str = CLIP_L_NO_PREFIX_NAME
     vae: str = VAE_NAME
     sd15_unet: str = SD15_UNET_NAME
     image: str = IMAGE_NAME
@@ -87,6 +91,8 @@ def write_clip_l(models: Path) -> None:
     state = {(k if k.startswith("text_model.") else f"text_model.{k}"): v for k, v in state.items()}
     state.pop("text_model.embeddings.position_ids", None)
     _save(state, models / "text_encoders" / CLIP_L_NAME, torch.float16)
+    _save({key.removeprefix("text_model."): value for key, value in state.items()},
+          models / "text_encoders" / CLIP_L_NO_PREFIX_NAME, torch.float16)
 
 
 def write_sd_vae(models: Path) -> Path:

@@ -101,6 +101,23 @@ def test_model_folder_gives_the_same_video_as_the_demo(demo_model_folder, image,
     assert np.array_equal(from_folder, from_demo)
 
 
+def test_tokenizer_longer_than_the_text_encoder_is_cut_to_its_positions(demo_model_folder, image, tmp_path, out_dir):
+    """ComfyUI's own sd1_tokenizer folder says model_max_length 8192; CLIP-L has 77 positions."""
+    import json
+    import shutil
+
+    folder = tmp_path / "long_tokenizer"
+    shutil.copytree(demo_model_folder, folder)
+    config_file = folder / "tokenizer" / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config["model_max_length"] = 8192
+    config_file.write_text(json.dumps(config))
+    common = ["--prompt", "leaves rustling " * 30, *TINY, "--seed", "3", "--quiet", "--device", "cpu"]
+    assert run_cli([image, "--model", folder, "--out", out_dir / "long.gif", *common]) == 0
+    assert run_cli([image, "--model", demo_model_folder, "--out", out_dir / "plain.gif", *common]) == 0
+    assert np.array_equal(read_video(out_dir / "long.gif")[0], read_video(out_dir / "plain.gif")[0])
+
+
 def test_model_folder_with_the_temporal_decoder(demo_model_folder, image, tmp_path, out_dir, capsys):
     """The official default VAE: 16 frames decode as chunks of 14 + 2 through the CLI."""
     import shutil

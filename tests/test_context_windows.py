@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from cinemo_core.context_windows import (
     BATCHED,
     FUSE_METHODS,
+    LONG_VIDEO_WINDOWS,
     LOOPED_UNIFORM,
     OVERLAP_LINEAR,
     PYRAMID,
@@ -60,9 +61,17 @@ class RecordingUNet:
 # --- schedules ---------------------------------------------------------------------------------------------
 
 def test_static_windows_end_on_the_last_frame():
-    assert ContextWindows().windows(40) == [span(0, 15), span(11, 26), span(22, 37), span(25, 40)]
-    assert ContextWindows(overlap=0).windows(30) == [span(0, 15), span(15, 30)]
-    assert ContextWindows().windows(15) == [span(0, 15)]
+    static = ContextWindows(schedule=STANDARD_STATIC)
+    assert static.windows(40) == [span(0, 15), span(11, 26), span(22, 37), span(25, 40)]
+    assert static.windows(40, step=3) == static.windows(40)
+    assert ContextWindows(schedule=STANDARD_STATIC, overlap=0).windows(30) == [span(0, 15), span(15, 30)]
+    assert static.windows(15) == [span(0, 15)]
+
+
+def test_cinemo_defaults():
+    assert ContextWindows() == LONG_VIDEO_WINDOWS
+    assert (LONG_VIDEO_WINDOWS.length, LONG_VIDEO_WINDOWS.overlap) == (15, 4)
+    assert (LONG_VIDEO_WINDOWS.schedule, LONG_VIDEO_WINDOWS.fuse) == (STANDARD_UNIFORM, RELATIVE)
 
 
 def test_batched_windows_cut_without_overlap():
@@ -126,7 +135,7 @@ def test_bad_window_settings_are_named():
 # --- fusion ------------------------------------------------------------------------------------------------
 
 def test_fuse_weights_follow_their_definitions():
-    options = ContextWindows()
+    options = ContextWindows(fuse=PYRAMID)
     assert fuse_weights(span(0, 15), 40, options).tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 7, 6, 5, 4, 3, 2, 1]
     assert fuse_weights(span(0, 4), 40, options).tolist() == [1, 2, 2, 1]
     linear = ContextWindows(fuse=OVERLAP_LINEAR)
@@ -158,7 +167,7 @@ def test_overlap_weights_sum_to_one(schedule, fuse):
 
 
 def test_fusion_is_the_weighted_mean_of_the_windows():
-    options = ContextWindows(fuse=PYRAMID)
+    options = ContextWindows(schedule=STANDARD_STATIC, fuse=PYRAMID)
     x = torch.zeros(1, 1, 40, 1, 1, dtype=torch.float64)
     windows = options.windows(40)
     values = iter([10.0, 20.0, 30.0, 40.0])

@@ -97,8 +97,19 @@ def conditioning(golden, frames: int):
     return positive, negative, latent, first_frame
 
 
+def _start_probe():
+    """A SAMPLER that returns its starting point unchanged."""
+    import comfy.samplers
+
+    return comfy.samplers.KSAMPLER(lambda model, x, sigmas, **kwargs: x)
+
+
 def comfy_run(model, golden, frames: int, steps: int, cfg: float = 7.5):
-    """(ComfyUI's residual, scaled; the x_T it started from, scaled) through SamplerCustomAdvanced."""
+    """(ComfyUI's residual, scaled; the x_T it started from, as the core's init_latents) via SamplerCustomAdvanced.
+
+    The start is read back from ComfyUI (a sampler that returns it) rather than taken from the NOISE, so the
+    comparison does not depend on how ComfyUI scales a NOISE for the first sigma.
+    """
     positive, negative, latent, first_frame = conditioning(golden, frames)
     (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=5, low_pass=0.23, noise_timestep=975,
                          mode="dct")
@@ -107,7 +118,10 @@ def comfy_run(model, golden, frames: int, steps: int, cfg: float = 7.5):
     (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
     output, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
                           latent_image=latent)
-    return output["samples"] * SCALE, noise.generate_noise(latent).as_subclass(torch.Tensor).float()
+    start, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=_start_probe(), sigmas=sigmas,
+                         latent_image=latent)
+    x_t = start["samples"] * SCALE / (1 + float(sigmas[0]) ** 2) ** 0.5  # sampling space -> DDPM x_t
+    return output["samples"] * SCALE, x_t.float()
 
 
 def core_run(golden, x_t, steps: int, cfg: float = 7.5, **options):

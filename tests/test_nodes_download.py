@@ -20,6 +20,11 @@ def loader(comfy_models):
 
 
 @pytest.fixture
+def model_files(comfy_models):
+    return pack_module("nodes.model_files")
+
+
+@pytest.fixture
 def no_network(no_network, monkeypatch):
     """The shared network guard (conftest.py), with Hugging Face's offline mode on."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -40,15 +45,15 @@ def test_download_goes_to_models_cinemo_cinemo(loader, comfyui):
     assert loader.download_folder() == comfyui.models / "cinemo" / "Cinemo"
 
 
-def test_empty_model_folder_does_not_preselect_the_download(loader, monkeypatch, tmp_path):
+def test_empty_model_folder_does_not_preselect_the_download(loader, model_files, monkeypatch, tmp_path):
     import folder_paths
 
     empty = tmp_path / "empty_cinemo"
     empty.mkdir()
-    monkeypatch.setitem(folder_paths.folder_names_and_paths, "cinemo", ([str(empty)], set(loader.WEIGHT_SUFFIXES)))
+    monkeypatch.setitem(folder_paths.folder_names_and_paths, "cinemo", ([str(empty)], set(model_files.WEIGHT_SUFFIXES)))
     monkeypatch.setitem(folder_paths.folder_names_and_paths, "diffusers", ([str(empty)], set()))
-    assert loader.list_models() == [loader.NO_MODEL_ENTRY, loader.DOWNLOAD_ENTRY]
-    message = loader.CinemoModelLoader.validate_inputs(model_name=loader.NO_MODEL_ENTRY)
+    assert loader.list_models() == [model_files.NO_MODEL_ENTRY, loader.DOWNLOAD_ENTRY]
+    message = loader.CinemoModelLoader.validate_inputs(model_name=model_files.NO_MODEL_ENTRY)
     assert isinstance(message, str)
     assert "is not in models/cinemo" in message and "models/cinemo/Cinemo" in message
     assert loader.DOWNLOAD_ENTRY in message and HF_URL in message
@@ -57,7 +62,7 @@ def test_empty_model_folder_does_not_preselect_the_download(loader, monkeypatch,
 def test_download_entry_validates_and_fails_offline_with_instructions(loader, no_network, monkeypatch, tmp_path):
     target = tmp_path / "models" / "cinemo" / "Cinemo"
     monkeypatch.setattr(loader, "download_folder", lambda: target)
-    assert loader.CinemoModelLoader.validate_inputs(model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32") is True
+    assert loader.CinemoModelLoader.validate_inputs(model_name=loader.DOWNLOAD_ENTRY) is True
     with pytest.raises(RuntimeError) as caught:
         call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
     message = str(caught.value)
@@ -74,7 +79,7 @@ def test_download_entry_loads_a_present_folder_without_connecting(loader, no_net
     monkeypatch.setattr(loader, "download_folder", lambda: target)
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported when nothing is missing
     (patcher,) = call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
-    assert isinstance(patcher.model, pack_module("nodes.comfy_model").CinemoModel)
+    assert isinstance(patcher.model, pack_module("nodes.cinemo_model").CinemoModel)
     assert patcher.model.diffusion_model.conv_in.weight.dtype == torch.float32
     assert not no_network
 

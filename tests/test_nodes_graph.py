@@ -20,12 +20,12 @@ SIZE = 64  # pixels: keeps the full-size SD VAE quick on two CPU cores
 
 
 def animation_graph(models, *, steps=3, frames=16, all_in_one=False, width=SIZE, height=SIZE, intensity=9,
-                    frames_first_frame=None, model_name=None, conditioning_model=None):
+                    frames_first_frame=None, model_name=None, conditioning_model=None, clip_name=None):
     """API-format prompt: image -> Cinemo -> frames -> VAE Decode -> animated WEBP."""
     prompt = {
         "image": {"class_type": "LoadImage", "inputs": {"image": models.image}},
         "vae": {"class_type": "VAELoader", "inputs": {"vae_name": models.vae}},
-        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": models.clip_l, "type": "stable_diffusion"}},
+        "clip": {"class_type": "CLIPLoader", "inputs": {"clip_name": clip_name or models.clip_l, "type": "stable_diffusion"}},
         "pos": {"class_type": "CLIPTextEncode", "inputs": {"text": "a river flowing", "clip": ["clip", 0]}},
         "neg": {"class_type": "CLIPTextEncode", "inputs": {"text": "", "clip": ["clip", 0]}},
         "model": {"class_type": "CinemoModelLoader",
@@ -138,40 +138,74 @@ def test_object_info_lists_every_node_with_tooltips(comfyui):
         assert info["output_tooltips"] and all(info["output_tooltips"]), node_id
 
 
-def node_error_text(comfyui, prompt, node):
-    ok, error, _, node_errors = comfyui.validate(prompt)
-    assert not ok
-    assert node in node_errors, node_errors
-    return " ".join(f"{e['message']}: {e['details']}" for e in node_errors[node]["errors"])
+def errors_by_input(comfyui, prompt, node):
+    """{input name: [error text, as the HTTP 400 and the UI show it]} of one node's validation errors."""
+    ok, _, _, node_errors = comfyui.validate(prompt)
+    assert not ok and node in node_errors, node_errors
+    found = {}
+    for error in node_errors[node]["errors"]:
+        found.setdefault(error["extra_info"].get("input_name"), []).append(f"{error['message']}: {error['details']}")
+    return found
 
 
-@pytest.mark.parametrize("field,value,message", [
-    ("intensity", 20, "intensity must be a whole number from 0 (least motion) to 19"),
-    ("intensity", -1, "intensity must be"),
-    ("frames", 1, "frames must be from 2"),
+@pytest.mark.parametrize("values,expected", [
+    ({"intensity": 20}, {"intensity": "bigger than max of 19"}),
+    ({"intensity": -1}, {"intensity": "smaller than min of 0"}),
+    ({"frames": 1}, {"frames": "smaller than min of 2"}),
+    ({"intensity": 25, "frames": 1, "raw_motion_id": 5000.0},
+     {"intensity": "bigger than max of 19", "frames": "smaller than min of 2", "raw_motion_id": "bigger than max"}),
 ])
-def test_conditioning_values_out_of_range_fail_validation(comfyui, comfy_models, field, value, message):
+def test_conditioning_values_out_of_range_fail_validation_on_their_own_inputs(comfyui, comfy_models, values, expected):
     prompt = animation_graph(comfy_models)
-    prompt["cond"]["inputs"][field] = value
-    text = node_error_text(comfyui, prompt, "cond")
-    assert message in text and field in text
+    prompt["cond"]["inputs"].update(values)
+    found = errors_by_input(comfyui, prompt, "cond")
+    assert sorted(found) == sorted(expected)  # every failing input, and no other
+    for name, text in expected.items():
+        assert len(found[name]) == 1 and text in found[name][0] and found[name][0].endswith(name)
 
 
-def test_frame_size_that_is_not_a_multiple_of_8_fails_validation(comfyui, comfy_models):
-    prompt = animation_graph(comfy_models, width=100)
-    assert "width must be a multiple of 8" in node_error_text(comfyui, prompt, "first")
+def test_conditioning_values_from_links_are_checked_when_the_node_runs(comfyui, comfy_models):
+    prompt = animation_graph(comfy_models, steps=1)
+    prompt["strength"] = {"class_type": "PrimitiveInt", "inputs": {"value": 25}}
+    prompt["cond"]["inputs"]["intensity"] = ["strength", 0]
+    assert "intensity must be a whole number from 0 (least motion) to 19" in run_error(comfyui, prompt)
+
+
+@pytest.mark.parametrize("width,height,failing", [(100, 64, ["width 100"]), (64, 70, ["height 70"]),
+                                                  (100, 70, ["width 100", "height 70"])])
+def test_frame_size_that_is_not_a_multiple_of_8_fails_validation(comfyui, comfy_models, width, height, failing):
+    found = errors_by_input(comfyui, animation_graph(comfy_models, width=width, height=height), "first")
+    assert sorted(found) == ["height", "width"]  # ComfyUI shows a validate_inputs result under each input it names
+    for name in ("width", "height"):
+        (text,) = found[name]
+        assert f"{name} - the frame size must be multiples of 8" in text
+        assert all(side in text for side in failing) and text.endswith(f"{'is' if len(failing) == 1 else 'are'} not.")
 
 
 @pytest.mark.parametrize("file_name", sorted(WRONG_FILES))
 def test_wrong_files_in_the_loader_are_named(comfyui, comfy_models, file_name):
     prompt = animation_graph(comfy_models, model_name=file_name)
-    text = node_error_text(comfyui, prompt, "model")
-    assert "model_name" in text and WRONG_FILES[file_name] in text and "not a Cinemo UNet" in text
+    found = errors_by_input(comfyui, prompt, "model")
+    assert list(found) == ["model_name"]
+    assert WRONG_FILES[file_name] in found["model_name"][0] and "not a Cinemo UNet" in found["model_name"][0]
 
 
 def test_missing_model_file_fails_validation(comfyui, comfy_models):
     prompt = animation_graph(comfy_models, model_name="nowhere.safetensors")
-    assert "model_name: 'nowhere.safetensors' is not in models/cinemo" in node_error_text(comfyui, prompt, "model")
+    found = errors_by_input(comfyui, prompt, "model")
+    assert list(found) == ["model_name"]
+    assert "model_name - 'nowhere.safetensors' is not in models/cinemo" in found["model_name"][0]
+
+
+def test_missing_temporal_vae_fails_validation_with_the_readme_path(comfyui, comfy_models):
+    prompt = animation_graph(comfy_models)
+    prompt["tvae"] = {"class_type": "CinemoTemporalVAELoader", "inputs": {"vae_name": "Cinemo/vae_temporal_decoder"}}
+    prompt["decode"] = {"class_type": "CinemoTemporalVAEDecode", "inputs": {
+        "vae": ["tvae", 0], "samples": ["to_frames", 0], "frames_per_clip": 16, "chunk_size": 14}}
+    found = errors_by_input(comfyui, prompt, "tvae")
+    assert list(found) == ["vae_name"]
+    assert "models/cinemo/Cinemo/vae_temporal_decoder/" in found["vae_name"][0]
+    assert "no temporal VAE named 'Cinemo/vae_temporal_decoder'" in found["vae_name"][0]
 
 
 def run_error(comfyui, prompt):
@@ -201,3 +235,11 @@ def test_sd15_model_is_refused_by_name(comfyui, comfy_models):
     prompt["cond"]["inputs"].pop("model")
     message = run_error(comfyui, prompt)
     assert "CinemoSampler" in message and "model: got a SD15 model" in message
+
+
+@pytest.mark.parametrize("all_in_one", [False, True])
+def test_text_encoder_with_missing_weights_fails_instead_of_writing_black_frames(comfyui, comfy_models, all_in_one):
+    prompt = animation_graph(comfy_models, steps=2, all_in_one=all_in_one, clip_name=comfy_models.clip_l_no_prefix)
+    with pytest.raises(RuntimeError, match=r"positive: the text embeddings contain NaN.*'text_model\.' prefix"):
+        comfyui.run(prompt)
+    assert not list(comfyui.output.glob(f"{prompt['save']['inputs']['filename_prefix']}*"))

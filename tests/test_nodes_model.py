@@ -42,7 +42,7 @@ def test_loader_lists_files_and_folders(comfy_models):
 
 @pytest.mark.parametrize("name", ["tiny_a", "diffusers/cinemo_golden"])
 def test_loaded_model_reproduces_golden_forward(comfy_models, golden, name):
-    model_base = pack_module("nodes.comfy_model")
+    model_base = pack_module("nodes.cinemo_model")
     (patcher,) = call_node("CinemoModelLoader", model_name=name, weight_dtype="fp32")
     assert isinstance(patcher.model, model_base.CinemoModel)
     assert patcher.model.get_dtype() == torch.float32
@@ -246,7 +246,7 @@ def test_official_config_builds_with_the_released_keys_and_shapes(comfyui):
 
     from cinemo_core import CinemoUNetConfig
 
-    model = pack_module("nodes.comfy_model").CinemoDiffusionModel(
+    model = pack_module("nodes.cinemo_model").CinemoDiffusionModel(
         CinemoUNetConfig.official(), dtype=torch.float16, device="meta", operations=comfy.ops.manual_cast
     )
     released = json.loads((FIXTURES / "cinemo_unet_full_keys.json").read_text())

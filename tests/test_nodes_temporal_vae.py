@@ -174,3 +174,21 @@ def test_every_input_has_a_tooltip(comfyui):
         assert node.CATEGORY == "Cinemo"
         for name, spec in node.INPUT_TYPES()["required"].items():
             assert spec[1].get("tooltip"), (node_id, name)
+
+
+def test_frames_carry_their_clip_length_to_the_decoder(comfyui, reference):
+    """Two videos of 8 frames pass 'divisible by 16': the clip length comes with the frames, not a widget."""
+    from comfy_models import call_node
+
+    generator = torch.Generator().manual_seed(8)
+    first = {"samples": torch.randn(2, 4, 2, 3, generator=generator)}
+    residual = {"samples": torch.randn(2, 4, 7, 2, 3, generator=generator)}  # Conditioning with frames=8
+    (frames,) = call_node("CinemoResidualToFrames", residual=residual, first_frame=first)
+    assert frames["cinemo_frames_per_clip"] == 8
+    (vae,) = call_node("CinemoTemporalVAELoader", vae_name=VAE_FOLDER)
+    (images,) = call_node("CinemoTemporalVAEDecode", vae=vae, samples=frames, frames_per_clip=16, chunk_size=14)
+    assert images.shape == (16, 16, 24, 3)
+    per_clip = _diffusers_decode(reference, frames["samples"], [(0, 8), (8, 16)])
+    assert (images - per_clip).abs().max() < TOLERANCE
+    as_one_clip = _diffusers_decode(reference, frames["samples"], [(0, 14), (14, 16)])
+    assert (images - as_one_clip).abs().max() > 100 * TOLERANCE  # what the widget's 16 would have decoded

@@ -147,3 +147,31 @@ def test_assemble_video_latents_from_golden_residual():
     assert rel_err(video, g["video_latents"]) < 1e-6
     with pytest.raises(ValueError, match="base_content"):
         assemble_video_latents(g["base_content"][:, :, :, :4], g["sampled_residual"])
+
+
+@pytest.mark.parametrize(
+    "poisoned, cause",
+    [("context", "text_model."), ("base", "first frame's latent"), ("latents", "initial noise"), ("weights", "bf16 or fp32")],
+)
+def test_non_finite_model_output_stops_at_the_first_step_naming_the_cause(poisoned, cause):
+    from cinemo_core.finite import NonFiniteError
+
+    shape = (1, 4, 3, 4, 4)
+    latents, base, context = torch.zeros(shape), torch.zeros(1, 4, 1, 4, 4), torch.zeros(1, 77, 8)
+    nan = float("nan")
+    if poisoned == "context":
+        context[0, 5, 3] = nan
+    elif poisoned == "base":
+        base[0, 1, 0, 2, 2] = nan
+    elif poisoned == "latents":
+        latents[0, 0, 0, 0, 0] = float("inf")
+    calls = []
+
+    def unet(x, t, ctx, *, base_content, motion_ids):
+        calls.append(int(t[0]))
+        eps = x + ctx.mean() + base_content.mean()
+        return eps * nan if poisoned == "weights" else eps
+
+    with pytest.raises(NonFiniteError, match=cause):
+        sample_residual(unet, latents, base, context, None, 90.0, steps=5, guidance_scale=1.0)
+    assert calls == [801]  # stopped at the first step, not after decoding black frames

@@ -22,7 +22,7 @@ import cinemo_workflows  # noqa: E402
 from node_schemas import FILE_COMBOS, load_snapshot  # noqa: E402
 
 SCHEMAS = load_snapshot()
-NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+NAMES = sorted(cinemo_workflows.SPECS)
 CONTROL_VALUES = {"fixed", "increment", "decrement", "randomize"}
 #: The file names users are told to use (README), per file combo.
 FILE_NAMES = {
@@ -30,8 +30,8 @@ FILE_NAMES = {
     ("CinemoTemporalVAELoader", "vae_name"): {"Cinemo/vae_temporal_decoder"},
     ("CLIPLoader", "clip_name"): {"clip_l.safetensors"},
     ("VAELoader", "vae_name"): {"vae-ft-mse-840000-ema-pruned.safetensors"},
-    ("LoadImage", "image"): {"example.png"},
-    ("LoadVideo", "file"): {"reference_clip.mp4"},
+    ("LoadImage", "image"): {"example.png", "edited_first_frame.png"},
+    ("LoadVideo", "file"): {"reference_clip.mp4", "source_clip.mp4"},
 }
 #: What each workflow must contain (the issue's list).
 REQUIRED_TYPES = {
@@ -41,11 +41,22 @@ REQUIRED_TYPES = {
     "cinemo_init_comparison": {"CinemoInitNoise", "SamplerCustomAdvanced", "ImageStitch"},
     "cinemo_chained_clips": {"ImageFromBatch", "ImageBatch", "SaveVideo"},
     "cinemo_motion_from_video": {"LoadVideo", "CinemoMotionFromVideo"},
+    "cinemo_motion_transfer": {"LoadVideo", "CinemoVideoEncode", "CinemoInvertMotion", "CinemoInitNoise",
+                               "SamplerCustomAdvanced"},
 }
 
 
-def load(name: str, api: bool = False) -> dict:
-    return json.loads(((WORKFLOWS / "api") if api else WORKFLOWS).joinpath(f"{name}.json").read_text())
+#: Copies of the workflows shipped with 0.1.0: saved workflows must keep loading (node ids, inputs, defaults).
+SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
+SAVED_NAMES = sorted(path.stem for path in SAVED.glob("*.json"))
+
+
+def load(name: str, api: bool = False, folder: Path | None = None) -> dict:
+    """A shipped workflow by its name (today's UI files are named by their titles), or one saved in ``folder``."""
+    if folder is not None:
+        return json.loads(((folder / "api") if api else folder).joinpath(f"{name}.json").read_text())
+    path = cinemo_workflows.api_path(name) if api else cinemo_workflows.ui_path(name)
+    return json.loads(path.read_text())
 
 
 def widget_slots(schema: dict) -> list[tuple[str, str]]:
@@ -78,16 +89,21 @@ def ui_to_api(ui: dict) -> dict:
             if entry["name"] in linked:
                 link = linked[entry["name"]]
                 inputs[entry["name"]] = [str(link[1]), link[2]]
-            elif entry["widget"]:
+            elif entry["widget"] and entry["name"] in values:  # a saved workflow may predate an optional widget
                 inputs[entry["name"]] = values[entry["name"]]
         prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
     return prompt
 
 
-def test_all_six_workflows_exist_in_both_formats():
-    assert NAMES == sorted(cinemo_workflows.SPECS) and len(NAMES) == 6
+def test_every_workflow_exists_in_both_formats_under_a_title_a_person_reads():
+    assert len(NAMES) >= 7
+    assert sorted(path.name for path in WORKFLOWS.glob("*.json")) == sorted(
+        cinemo_workflows.ui_path(name).name for name in NAMES)
     for name in NAMES:
-        assert (WORKFLOWS / "api" / f"{name}.json").is_file(), name
+        assert cinemo_workflows.api_path(name).is_file(), name
+        title = cinemo_workflows.ui_path(name).stem
+        assert title.startswith("Cinemo - ") and "_" not in title and title[9].isupper(), title
+        assert set(title) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -"), title
 
 
 def test_files_are_what_the_generator_writes():
@@ -145,16 +161,20 @@ def test_links_join_matching_types_and_slots(name):
             assert node["id"] in used, f"{name}: {node['type']} #{node['id']} leads nowhere"
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_widget_values_fit_the_schemas(name):
-    for node in load(name)["nodes"]:
+def check_widget_values(workflow: dict, name: str, saved: bool = False) -> None:
+    """Every widget value of a UI workflow fits today's schema of its node, slot by slot. A ``saved`` workflow
+    may lack the trailing widgets of optional inputs added since (the frontend gives them their defaults)."""
+    for node in workflow["nodes"]:
         if node["type"] == "Note":
             assert len(node["widgets_values"]) == 1 and isinstance(node["widgets_values"][0], str)
             continue
         schema = SCHEMAS[node["type"]]
         slots = widget_slots(schema)
-        assert len(node["widgets_values"]) == len(slots), (name, node["type"], node["widgets_values"], slots)
         entries = {e["name"]: e for e in schema["inputs"]}
+        if saved:
+            assert all(entries[input_name]["optional"] for input_name, _ in slots[len(node["widgets_values"]):])
+            slots = slots[:len(node["widgets_values"])]
+        assert len(node["widgets_values"]) == len(slots), (name, node["type"], node["widgets_values"], slots)
         for (input_name, kind), value in zip(slots, node["widgets_values"]):
             entry = entries[input_name]
             where = f"{name}: {node['type']} #{node['id']} {input_name}={value!r}"
@@ -178,12 +198,26 @@ def test_widget_values_fit_the_schemas(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_widget_values_fit_the_schemas(name):
+    check_widget_values(load(name), name)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_api_twin_describes_the_same_graph(name):
     api = load(name, api=True)
     stripped = {key: {"class_type": node["class_type"], "inputs": node["inputs"]} for key, node in api.items()}
     assert stripped == ui_to_api(load(name))
     for node in api.values():
         assert node["_meta"]["title"]
+
+
+@pytest.mark.parametrize("name", SAVED_NAMES)
+def test_saved_workflows_still_fit_the_schemas(name):
+    """A workflow saved from 0.1.0 loads into today's nodes: same widgets, same inputs, same API export."""
+    saved = load(name, folder=SAVED)
+    check_widget_values(saved, name, saved=True)
+    api = load(name, api=True, folder=SAVED)
+    assert {key: {"class_type": node["class_type"], "inputs": node["inputs"]} for key, node in api.items()} == ui_to_api(saved)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -195,7 +229,7 @@ def test_note_names_the_weights_and_a_thumbnail_exists(name):
         for file_name in names & used:
             if node_type != "LoadImage":
                 assert file_name in note, f"{name}: the note does not mention {file_name}"
-    thumbnail = WORKFLOWS / f"{name}.jpg"
+    thumbnail = cinemo_workflows.thumbnail_path(name)
     assert thumbnail.is_file(), f"{thumbnail} is missing (tests/test_workflows_browser.py takes it)"
     assert thumbnail.read_bytes()[:3] == b"\xff\xd8\xff"
 
@@ -235,4 +269,27 @@ def test_chained_clip_two_starts_from_clip_ones_last_frame():
                   and api[api[key]["inputs"]["image"][0]]["class_type"] == "ImageFromBatch")
     last = api[second["inputs"]["image"][0]]["inputs"]
     assert last["batch_index"] == 4095 and last["length"] == 1  # ImageFromBatch clamps to the last frame
-    assert api[last["image"][0]]["class_type"] == "VAEDecode"
+    assert api[last["image"][0]]["class_type"] == "CinemoTemporalVAEDecode"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_workflow_decodes_with_the_temporal_vae(name):
+    """The official default and the paper's videos: no frame-by-frame decoding in the shipped workflows."""
+    types = [node["class_type"] for node in load(name, api=True).values()]
+    assert "CinemoTemporalVAEDecode" in types and "VAEDecode" not in types
+    note = next(node for node in load(name)["nodes"] if node["type"] == "Note")["widgets_values"][0]
+    assert "flicker" in note and "temporal VAE" in note
+
+
+def test_motion_transfer_keeps_the_official_settings():
+    api = load("cinemo_motion_transfer", api=True)
+    by_type = {}
+    for node in api.values():
+        by_type.setdefault(node["class_type"], []).append(node["inputs"])
+    (invert,), (noise,), (scheduler,) = by_type["CinemoInvertMotion"], by_type["CinemoInitNoise"], by_type["CinemoScheduler"]
+    assert invert["cfg"] == 1.0 and by_type["CFGGuider"][0]["cfg"] == 1.0 and invert["steps"] == scheduler["steps"]
+    assert noise["inverted_noise_timestep"] == 985 and api[noise["inverted_motion"][0]]["class_type"] == "CinemoInvertMotion"
+    (encode,) = by_type["CinemoVideoEncode"]
+    (first,) = by_type["CinemoFirstFrameEncode"]
+    assert (encode["width"], encode["height"]) == (first["width"], first["height"])
+    assert {c["frames"] for c in by_type["CinemoConditioning"]} == {encode["frames"]}

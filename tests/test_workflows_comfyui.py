@@ -19,9 +19,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
 sys.path.insert(0, str(WORKFLOWS / "tools"))
+import cinemo_workflows  # noqa: E402
 from node_schemas import live_schemas, load_snapshot  # noqa: E402
 
-NAMES = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+NAMES = sorted(cinemo_workflows.SPECS)
+SAVED = REPO / "tests" / "fixtures" / "shipped_workflows_0.1.0"
 WIDTH, HEIGHT, FRAMES, STEPS = 128, 64, 4, 4
 TEMPORAL_VAE = "workflow_test_temporal_vae"
 REFERENCE_VIDEO = "workflow_test_reference.mp4"
@@ -78,13 +80,11 @@ def shrink(prompt: dict, files: dict, tag: str) -> dict:
         for (node_type, name), value in files.items():
             if kind == node_type:
                 inputs[name] = value
-        if kind == "CinemoFirstFrameEncode":
+        if kind in ("CinemoFirstFrameEncode", "CinemoVideoEncode"):
             inputs.update(width=WIDTH, height=HEIGHT)
-        if kind == "CinemoConditioning":
+        if kind in ("CinemoConditioning", "CinemoVideoEncode"):
             inputs["frames"] = FRAMES
-        if kind == "CinemoTemporalVAEDecode":
-            inputs["frames_per_clip"] = FRAMES
-        if kind in ("CinemoSampler", "CinemoScheduler"):
+        if kind in ("CinemoSampler", "CinemoScheduler", "CinemoInvertMotion"):
             inputs["steps"] = STEPS
         if "filename_prefix" in inputs:
             inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
@@ -126,6 +126,7 @@ EXPECTED = {
     "cinemo_init_comparison": [("SaveAnimatedWEBP", FRAMES, (3 * WIDTH + 16, HEIGHT))],
     "cinemo_chained_clips": [("SaveVideo", 2 * FRAMES - 1, (WIDTH, HEIGHT))],
     "cinemo_motion_from_video": [("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
+    "cinemo_motion_transfer": [("SaveAnimatedWEBP", FRAMES, (WIDTH, HEIGHT)), ("SaveVideo", FRAMES, (WIDTH, HEIGHT))],
 }
 
 
@@ -133,9 +134,21 @@ def test_every_workflow_has_an_expectation():
     assert sorted(EXPECTED) == NAMES
 
 
+@pytest.mark.parametrize("name", sorted(path.stem for path in SAVED.glob("*.json")))
+def test_saved_api_workflow_still_validates(comfyui, workflow_inputs, name):
+    """An API prompt saved from 0.1.0 passes today's validation unchanged (but for the model file names)."""
+    saved = json.loads((SAVED / "api" / f"{name}.json").read_text())
+    for node in saved.values():
+        for (node_type, input_name), file_name in workflow_inputs.items():
+            if node["class_type"] == node_type:
+                node["inputs"][input_name] = file_name
+    ok, error, _, node_errors = comfyui.validate(saved)
+    assert ok, (error, node_errors)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_api_workflow_validates_and_runs(comfyui, workflow_inputs, name):
-    shipped = json.loads((WORKFLOWS / "api" / f"{name}.json").read_text())
+    shipped = json.loads(cinemo_workflows.api_path(name).read_text())
     tag = uuid.uuid4().hex[:8]
     prompt = shrink(shipped, workflow_inputs, tag)
     ok, error, outputs_to_run, node_errors = comfyui.validate(prompt)

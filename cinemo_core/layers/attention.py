@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from . import AttentionFn, Operations
@@ -12,14 +13,12 @@ from . import AttentionFn, Operations
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """``[B, N, heads * D] -> [B, heads, N, D]`` (a view)."""
-    batch, tokens, channels = x.shape
-    return x.view(batch, tokens, heads, channels // heads).transpose(1, 2)
+    return rearrange(x, "b n (heads d) -> b heads n d", heads=heads)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
     """``[B, heads, N, D] -> [B, N, heads * D]``."""
-    batch, heads, tokens, head_dim = x.shape
-    return x.transpose(1, 2).reshape(batch, tokens, heads * head_dim)
+    return rearrange(x, "b heads n d -> b n (heads d)")
 
 
 class Attention(nn.Module):

@@ -7,6 +7,7 @@ LaVie and the released Cinemo weights; the convolutions see one frame at a time.
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from . import Operations
@@ -14,10 +15,8 @@ from . import Operations
 
 def group_norm_over_frames(norm: nn.Module, x: torch.Tensor, num_frames: int) -> torch.Tensor:
     """Apply ``norm`` to ``[(B F), C, H, W]`` with statistics shared by the F frames of each clip."""
-    frames_batch, channels, height, width = x.shape
-    clips = x.view(frames_batch // num_frames, num_frames, channels, height, width).transpose(1, 2)
-    normed = norm(clips)
-    return normed.transpose(1, 2).reshape(frames_batch, channels, height, width)
+    normed = norm(rearrange(x, "(b f) c h w -> b c f h w", f=num_frames))
+    return rearrange(normed, "b c f h w -> (b f) c h w")
 
 
 class ResnetBlock(nn.Module):

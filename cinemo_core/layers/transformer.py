@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import nn
 
 from ..config import CinemoUNetConfig
@@ -87,10 +88,9 @@ class TransformerBlock(nn.Module):
         """``x``: tokens ``[(B F), N, C]``; ``context``: text ``[B, T, C_text]``, shared by a clip's frames."""
         x = self.attn1(self.norm1(x)) + x
         x = self.attn2(self.norm2(x), context, context_repeats=num_frames) + x
-        frames_batch, tokens, channels = x.shape
-        per_location = x.view(-1, num_frames, tokens, channels).transpose(1, 2).reshape(-1, num_frames, channels)
+        per_location = rearrange(x, "(b f) n c -> (b n) f c", f=num_frames)
         per_location = self.attn_temp(self.norm_temp(per_location)) + per_location
-        x = per_location.view(-1, tokens, num_frames, channels).transpose(1, 2).reshape(frames_batch, tokens, channels)
+        x = rearrange(per_location, "(b n) f c -> (b f) n c", n=x.shape[1])
         return self.ff(self.norm3(x)) + x
 
 
@@ -113,11 +113,10 @@ class Transformer3D(nn.Module):
         self.proj_out = operations.Conv2d(channels, channels, 1, **factory)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
-        frames_batch, channels, height, width = x.shape
         h = self.proj_in(self.norm(x))
-        tokens = h.permute(0, 2, 3, 1).reshape(frames_batch, height * width, channels)
+        tokens = rearrange(h, "bf c h w -> bf (h w) c")
         for block in self.transformer_blocks:
             tokens = block(tokens, context, num_frames)
         # contiguous: a channels-last input would make every following convolution re-layout its weights
-        h = tokens.view(frames_batch, height, width, channels).permute(0, 3, 1, 2).contiguous()
+        h = rearrange(tokens, "bf (h w) c -> bf c h w", h=x.shape[2]).contiguous()
         return self.proj_out(h) + x

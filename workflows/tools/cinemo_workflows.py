@@ -1,8 +1,8 @@
 """The example workflows, described once in Python and written in both formats.
 
-``python workflows/tools/cinemo_workflows.py`` writes ``workflows/<name>.json`` (UI format: what users drag
-into ComfyUI, and what its template browser lists) and ``workflows/api/<name>.json`` (API format, for
-``POST /prompt``). Widget orders, input slots and output names come from the schema snapshot
+``python workflows/tools/cinemo_workflows.py`` writes ``workflows/<title>.json`` (UI format: what users drag
+into ComfyUI; its template browser shows the file name, hence a title a person reads) and
+``workflows/api/<name>.json`` (API format, for ``POST /prompt``). Widget orders, input slots and output names come from the schema snapshot
 ``tests/fixtures/node_schemas.json`` (see ``node_schemas.py``). ``--check`` only compares.
 """
 
@@ -27,22 +27,20 @@ CLIP_L = "clip_l.safetensors"                            # models/text_encoders/
 SD_VAE = "vae-ft-mse-840000-ema-pruned.safetensors"      # models/vae/
 IMAGE = "example.png"                                    # ComfyUI's own input/example.png
 REFERENCE_VIDEO = "reference_clip.mp4"                   # input/, any short clip
+SOURCE_VIDEO = "source_clip.mp4"                         # input/, the clip whose motion is transferred
+EDITED_IMAGE = "edited_first_frame.png"                  # input/, the source's first frame, edited
 PROMPT = "a beautiful scene, gentle natural motion, high quality"
+SOURCE_PROMPT = "a short clip of a scene with natural motion"
 SEED = 42
 FPS = 8.0  # Cinemo's clips are 8 fps
 
 COLUMN = 360
 MODELS_NOTE = f"""Cinemo weights (https://huggingface.co/maxin-cn/Cinemo):
-- models/cinemo/Cinemo/  <- the whole download (hf download maxin-cn/Cinemo --local-dir ComfyUI/models/cinemo/Cinemo); Cinemo Model Loader lists it as "{UNET}"
-- models/text_encoders/{CLIP_L}  <- SD 1.x CLIP-L text encoder (e.g. Cinemo's text_encoder/model.safetensors, renamed)
-- models/vae/{SD_VAE}  <- SD 1.x VAE (stabilityai/sd-vae-ft-mse-original)
-"""
-TEMPORAL_NOTE = f"""Cinemo weights (https://huggingface.co/maxin-cn/Cinemo):
 - models/cinemo/Cinemo/  <- the whole download (hf download maxin-cn/Cinemo --local-dir ComfyUI/models/cinemo/Cinemo); Cinemo Model Loader lists it as "{UNET}", Cinemo Load Temporal VAE lists "{TEMPORAL_VAE}"
 - models/text_encoders/{CLIP_L}  <- SD 1.x CLIP-L text encoder (e.g. Cinemo's text_encoder/model.safetensors, renamed)
+
+Decoding uses Cinemo's temporal VAE (vae_temporal_decoder), as the official code and the paper's videos do: it decodes each clip in chunks of 14 frames that see each other, which removes the frame-to-frame flicker of decoding frames one by one. To save VRAM, replace Cinemo Load Temporal VAE with Load VAE (SD 1.x VAE, {SD_VAE}) and Cinemo Temporal VAE Decode with VAE Decode: it then decodes frame by frame (some flicker).
 """
-
-
 @dataclass(frozen=True)
 class Out:
     """Output ``slot`` of node ``node``."""
@@ -83,6 +81,9 @@ class Graph:
                        if not e["optional"] and e["name"] not in values]
             if missing:
                 raise ValueError(f"{self.name}: {node_type} needs {missing}")
+            # optional widgets show their default in the frontend, which exports it
+            values = {**{e["name"]: e["default"] for e in schema["inputs"]
+                         if e["widget"] and e["optional"] and e.get("default") is not None}, **values}
         node = Node(len(self.nodes) + 1, node_type, values, (col * COLUMN, row), title, fallbacks=fallbacks or {})
         self.nodes.append(node)
         return node
@@ -198,28 +199,23 @@ def to_api(graph: Graph) -> dict:
 # -------------------------------------------------------------------------------------------- workflows
 
 
-def _common(g: Graph, vae_name: str | None = SD_VAE, temporal: bool = False, image: bool = True):
+def _common(g: Graph, image: str = IMAGE, image_title: str | None = None):
     """Loaders, prompt and first frame: returns (model, positive, negative, vae, first frame, image)."""
-    g.add("Note", 0, -260, title="Models to load", text=g.note)
+    g.add("Note", 0, -260, title="Read me", text=g.note)
     clip = g.add("CLIPLoader", 0, 0, clip_name=CLIP_L, type="stable_diffusion", device="default")
     pos = g.add("CLIPTextEncode", 1, 0, title="Prompt", text=PROMPT, clip=g.out(clip))
     neg = g.add("CLIPTextEncode", 1, 260, title="Negative prompt", text="", clip=g.out(clip))
     model = g.add("CinemoModelLoader", 0, 180, model_name=UNET, weight_dtype="default")
-    if temporal:
-        vae = g.add("CinemoTemporalVAELoader", 0, 320, vae_name=TEMPORAL_VAE)
-    else:
-        vae = g.add("VAELoader", 0, 320, vae_name=vae_name)
-    img = None
-    first = None
-    if image:
-        img = g.add("LoadImage", 0, 440, image=IMAGE)
-        first = g.add("CinemoFirstFrameEncode", 1, 480, image=g.out(img), vae=g.out(vae), width=512, height=320)
+    vae = g.add("CinemoTemporalVAELoader", 0, 320, vae_name=TEMPORAL_VAE)
+    img = g.add("LoadImage", 0, 440, title=image_title, image=image)
+    first = g.add("CinemoFirstFrameEncode", 1, 480, image=g.out(img), vae=g.out(vae), width=512, height=320)
     return model, pos, neg, vae, first, img
 
 
-def _conditioning(g: Graph, col, row, model, pos, neg, first, title=None, intensity=9):
+def _conditioning(g: Graph, col, row, model, pos, neg, first, title=None, intensity=9, first_slot=0):
     return g.add("CinemoConditioning", col, row, title=title, positive=g.out(pos), negative=g.out(neg),
-                 first_frame=g.out(first), intensity=intensity, frames=16, raw_motion_id=-1.0, model=g.out(model))
+                 first_frame=g.out(first, first_slot), intensity=intensity, frames=16, raw_motion_id=-1.0,
+                 model=g.out(model))
 
 
 def _sampler(g: Graph, col, row, model, cond, first, title=None, seed=SEED):
@@ -230,8 +226,10 @@ def _sampler(g: Graph, col, row, model, cond, first, title=None, seed=SEED):
 
 
 def _decode(g: Graph, col, row, sample, first, vae, title=None):
+    """Residual + first frame -> frames (they carry their clip length) -> the temporal decoder, 14 at a time."""
     frames = g.add("CinemoResidualToFrames", col, row, residual=g.out(sample), first_frame=g.out(first))
-    return g.add("VAEDecode", col + 1, row, title=title, samples=g.out(frames), vae=g.out(vae))
+    return g.add("CinemoTemporalVAEDecode", col + 1, row, title=title, vae=g.out(vae), samples=g.out(frames),
+                 frames_per_clip=16, chunk_size=14)
 
 
 def _save_webp(g: Graph, col, row, images, prefix):
@@ -244,6 +242,15 @@ def _save_mp4(g: Graph, col, row, images, prefix):
     return g.add("SaveVideo", col, row + 140, video=g.out(video), filename_prefix=prefix, format="mp4", codec="h264")
 
 
+def _custom_sampling(g: Graph, col, row, model, cond, noise, cfg=7.5, title=None):
+    """SamplerCustomAdvanced with the paper's sampler: Cinemo Scheduler (50 steps) and ddim."""
+    sigmas = g.add("CinemoScheduler", col - 1, row + 620, steps=50)
+    sampler = g.add("KSamplerSelect", col - 1, row + 720, sampler_name="ddim")
+    guider = g.add("CFGGuider", col, row, model=g.out(model), positive=g.out(cond, 0), negative=g.out(cond, 1), cfg=cfg)
+    return g.add("SamplerCustomAdvanced", col, row + 200, title=title, noise=g.out(noise), guider=g.out(guider),
+                 sampler=g.out(sampler), sigmas=g.out(sigmas), latent_image=g.out(cond, 2))
+
+
 def image_to_video(g: Graph) -> None:
     model, pos, neg, vae, first, _ = _common(g)
     cond = _conditioning(g, 2, 0, model, pos, neg, first)
@@ -254,20 +261,14 @@ def image_to_video(g: Graph) -> None:
 
 
 def paper_exact(g: Graph) -> None:
-    model, pos, neg, vae, first, _ = _common(g, temporal=True)
+    model, pos, neg, vae, first, _ = _common(g)
     cond = _conditioning(g, 2, 0, model, pos, neg, first)
     noise = g.add("CinemoInitNoise", 2, 360, first_frame=g.out(first), seed=SEED, low_pass=0.23,
                   noise_timestep=975, mode="dct")
-    sigmas = g.add("CinemoScheduler", 2, 620, steps=50)
-    sampler = g.add("KSamplerSelect", 2, 720, sampler_name="ddim")
-    guider = g.add("CFGGuider", 3, 0, model=g.out(model), positive=g.out(cond, 0), negative=g.out(cond, 1), cfg=7.5)
-    sample = g.add("SamplerCustomAdvanced", 3, 200, noise=g.out(noise), guider=g.out(guider),
-                   sampler=g.out(sampler), sigmas=g.out(sigmas), latent_image=g.out(cond, 2))
-    frames = g.add("CinemoResidualToFrames", 4, 0, residual=g.out(sample), first_frame=g.out(first))
-    images = g.add("CinemoTemporalVAEDecode", 4, 160, vae=g.out(vae), samples=g.out(frames), frames_per_clip=16,
-                   chunk_size=14)
-    _save_webp(g, 5, 0, images, "cinemo/paper_exact")
-    _save_mp4(g, 5, 420, images, "cinemo/paper_exact")
+    sample = _custom_sampling(g, 3, 0, model, cond, noise)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/paper_exact")
+    _save_mp4(g, 6, 420, images, "cinemo/paper_exact")
 
 
 def _stitch_three(g: Graph, col, row, a, b, c):
@@ -332,46 +333,92 @@ def motion_from_video(g: Graph) -> None:
     parts = g.add("GetVideoComponents", 2, 900, video=g.out(video))
     motion = g.add("CinemoMotionFromVideo", 3, 560, images=g.out(parts), frame_step=1)
     g.add("PreviewAny", 4, 560, title="Measured intensity", source=g.out(motion))
-    cond = g.add("CinemoConditioning", 3, 0, fallbacks={"intensity": 9}, positive=g.out(pos), negative=g.out(neg), first_frame=g.out(first),
-                 intensity=g.out(motion), frames=16, raw_motion_id=-1.0, model=g.out(model))
+    cond = g.add("CinemoConditioning", 3, 0, fallbacks={"intensity": 9}, positive=g.out(pos), negative=g.out(neg),
+                 first_frame=g.out(first), intensity=g.out(motion), frames=16, raw_motion_id=-1.0, model=g.out(model))
     sample = _sampler(g, 4, 0, model, cond, first)
     images = _decode(g, 5, 0, sample, first, vae)
     _save_mp4(g, 7, 0, images, "cinemo/motion_from_video")
 
 
+def motion_transfer(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g, image=EDITED_IMAGE, image_title="Edited first frame")
+    video = g.add("LoadVideo", 0, 760, title="Source clip", file=SOURCE_VIDEO)
+    parts = g.add("GetVideoComponents", 0, 1080, video=g.out(video))
+    source = g.add("CinemoVideoEncode", 1, 760, images=g.out(parts), vae=g.out(vae), width=512, height=320,
+                   frames=16, frame_step=1)
+    clip = next(node for node in g.nodes if node.type == "CLIPLoader")
+    source_pos = g.add("CLIPTextEncode", 1, 1080, title="Source prompt", text=SOURCE_PROMPT, clip=g.out(clip))
+    source_cond = _conditioning(g, 2, 760, model, source_pos, neg, source, title="Conditioning: source clip")
+    inverted = g.add("CinemoInvertMotion", 3, 760, model=g.out(model), positive=g.out(source_cond, 0),
+                     negative=g.out(source_cond, 1), residual=g.out(source, 1), steps=50, cfg=1.0)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first, title="Conditioning: edited first frame")
+    noise = g.add("CinemoInitNoise", 3, 360, first_frame=g.out(first), seed=SEED, low_pass=0.23,
+                  noise_timestep=975, mode="dct", inverted_motion=g.out(inverted), inverted_noise_timestep=985)
+    sample = _custom_sampling(g, 4, 0, model, cond, noise, cfg=1.0, title="Sample with the source's motion")
+    images = _decode(g, 5, 0, sample, first, vae)
+    _save_webp(g, 7, 0, images, "cinemo/motion_transfer")
+    _save_mp4(g, 7, 420, images, "cinemo/motion_transfer")
+
+
+TRANSFER_NOTE = f"""Files:
+- input/{SOURCE_VIDEO}  <- the clip whose motion is transferred (Cinemo's clips are 8 fps: frame_step 3 for 24 fps footage)
+- input/{EDITED_IMAGE}  <- the new first frame: best the clip's own first frame, edited (restyled, recoloured, an object replaced) in any image editor or img2img workflow, keeping its layout; another picture with a similar layout works too
+
+How it works (the paper's video editing, as the official script): Cinemo Encode Video gives the clip's first frame and its motion residual; Cinemo Invert Motion runs the sampler backwards over the residual with the Source prompt (describe the clip); the inverted latents replace the Gaussian noise in Cinemo Init Noise, mixed with the edited first frame at t=985; sampling with the Prompt (describe the edited video) animates the edited frame with the clip's motion. Both passes use no text guidance (cfg 1), as the official script. Keep the same steps in Cinemo Invert Motion and Cinemo Scheduler, and the same size and frame count in Cinemo Encode Video, Cinemo First Frame Encode and both Cinemo Conditioning nodes.
+
+"""
+
 SPECS = {
     "cinemo_image_to_video": (
-        image_to_video, MODELS_NOTE,
+        "Cinemo - Image to video", image_to_video, MODELS_NOTE,
         "Image to video with the all-in-one Cinemo Sampler; saves an animated WEBP and an MP4.",
     ),
     "cinemo_paper_exact": (
-        paper_exact, TEMPORAL_NOTE,
+        "Cinemo - Paper-exact settings", paper_exact, MODELS_NOTE,
         "The paper's settings with core SamplerCustomAdvanced: Cinemo Scheduler (50 steps), ddim, CFG 7.5, "
         "DCTInit noise (0.23, t=975), 16 frames at 512x320, and the temporal VAE decoded in 14-frame chunks.",
     ),
     "cinemo_motion_intensities": (
-        motion_intensities, MODELS_NOTE,
+        "Cinemo - Motion intensities 3 vs 9 vs 15", motion_intensities, MODELS_NOTE,
         "One image at motion intensities 3, 9 and 15 (same seed), side by side in one animated WEBP.",
     ),
     "cinemo_init_comparison": (
-        init_comparison, MODELS_NOTE,
+        "Cinemo - DCTInit vs FFT init vs plain noise", init_comparison, MODELS_NOTE,
         "DCTInit vs FFT init vs plain noise on the same seed, side by side in one animated WEBP.",
     ),
     "cinemo_chained_clips": (
-        chained_clips, MODELS_NOTE,
+        "Cinemo - Chained clips", chained_clips, MODELS_NOTE,
         "A longer clip: the last frame of clip 1 is the first frame of clip 2; both joined into one MP4 "
         "(clip 2's first frame, a copy, is dropped). Copy the clip 2 nodes to chain more.",
     ),
     "cinemo_motion_from_video": (
-        motion_from_video, MODELS_NOTE + f"- input/{REFERENCE_VIDEO}  <- the reference clip whose motion to match\n",
+        "Cinemo - Match the motion intensity of a video", motion_from_video,
+        MODELS_NOTE + f"- input/{REFERENCE_VIDEO}  <- the reference clip whose motion to match\n",
         "Measures the motion intensity of a reference clip (Cinemo Motion From Video) and animates the image "
         "with it.",
+    ),
+    "cinemo_motion_transfer": (
+        "Cinemo - Motion transfer", motion_transfer, TRANSFER_NOTE + MODELS_NOTE,
+        "Motion transfer: animates an edited first frame with the motion of a source clip (DDIM inversion).",
     ),
 }
 
 
+def ui_path(name: str) -> Path:
+    """The UI workflow of ``name``: its title is its file name (what ComfyUI's template browser shows)."""
+    return WORKFLOWS_DIR / f"{SPECS[name][0]}.json"
+
+
+def thumbnail_path(name: str) -> Path:
+    return ui_path(name).with_suffix(".jpg")
+
+
+def api_path(name: str) -> Path:
+    return API_DIR / f"{name}.json"
+
+
 def build(name: str, schemas: dict | None = None) -> Graph:
-    builder, note, description = SPECS[name]
+    _, builder, note, description = SPECS[name]
     graph = Graph(name, description, f"{description}\n\n{note}", schemas or load_snapshot())
     builder(graph)
     return graph
@@ -390,9 +437,15 @@ def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     API_DIR.mkdir(parents=True, exist_ok=True)
+    expected = {ui_path(name) for name in SPECS} | {api_path(name) for name in SPECS}
+    for path in sorted({*WORKFLOWS_DIR.glob("*.json"), *API_DIR.glob("*.json")} - expected):
+        if check:
+            stale.append(path)
+        else:
+            path.unlink()
     for name in SPECS:
         ui, api = render(name)
-        for path, data in ((WORKFLOWS_DIR / f"{name}.json", ui), (API_DIR / f"{name}.json", api)):
+        for path, data in ((ui_path(name), ui), (api_path(name), api)):
             text = dumps(data)
             if check:
                 if not path.exists() or path.read_text() != text:

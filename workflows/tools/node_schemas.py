@@ -6,9 +6,10 @@ process with this pack, reads ``/object_info``'s view of every node type below a
 ComfyUI-side test asserts that it still equals the live schemas.
 
 Normal form of one node type: ``{"inputs": [...], "outputs": [{"name", "type"}]}``, each input
-``{"name", "type", "optional", "widget", "control_after_generate", "upload", "options", "min", "max"}``
-in the frontend's order (required, then optional). Combos that list files (models, input images and
-videos) keep no options: they depend on the machine.
+``{"name", "type", "optional", "widget", "control_after_generate", "upload", "options", "min", "max",
+"default"}`` in the frontend's order (required, then optional). Combos that list files (models, input images
+and videos) keep no options and no default: they depend on the machine. Node ids, input names and defaults
+are what saved workflows rely on, so the snapshot pins them too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ CORE_TYPES = (
 CINEMO_TYPES = (
     "CinemoModelLoader", "CinemoFirstFrameEncode", "CinemoConditioning", "CinemoInitNoise", "CinemoScheduler",
     "CinemoSampler", "CinemoResidualToFrames", "CinemoTemporalVAELoader", "CinemoTemporalVAEDecode",
-    "CinemoMotionFromVideo",
+    "CinemoMotionFromVideo", "CinemoVideoEncode", "CinemoInvertMotion",
 )
 #: Combos whose options are file lists.
 FILE_COMBOS = {
@@ -71,6 +72,7 @@ def normalize(node_type: str, info: dict) -> dict:
                 "options": choices,
                 "min": options.get("min") if kind in ("INT", "FLOAT") else None,
                 "max": options.get("max") if kind in ("INT", "FLOAT") else None,
+                "default": None if (node_type, name) in FILE_COMBOS else options.get("default"),
             })
     names = info.get("output_name") or info["output"]
     outputs = [{"name": name, "type": kind} for name, kind in zip(names, info["output"])]

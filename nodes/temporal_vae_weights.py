@@ -1,48 +1,18 @@
-"""The SVD temporal-decoder VAE without a host: diffusers -> SGM key conversion, finding it on disk, chunking.
+"""Cinemo's temporal VAE weights in the layout ComfyUI builds SVD's VAE from: diffusers -> SGM keys.
 
-Cinemo's released ``vae_temporal_decoder/`` is a diffusers ``AutoencoderKLTemporalDecoder`` (SVD-xt's VAE).
-Hosts built on the original Stability code (ComfyUI among them) only know the SGM/LDM layout of the same
-network (``AutoencodingEngine`` with a ``VideoDecoder``), so :func:`convert_temporal_vae_state_dict` renames
-the weights:
-
-========================================================  ==================================================
-diffusers                                                 SGM / LDM
-========================================================  ==================================================
-``encoder.down_blocks.i.resnets.j.*``                     ``encoder.down.i.block.j.*``
-``encoder.down_blocks.i.downsamplers.0.conv``             ``encoder.down.i.downsample.conv``
-``*.mid_block.resnets.j`` (j = 0, 1)                      ``*.mid.block_{j+1}``
-``*.mid_block.attentions.0.{group_norm,to_q,to_k,...}``   ``*.mid.attn_1.{norm,q,k,v,proj_out}`` (1x1 convs)
-``decoder.up_blocks.i.resnets.j.spatial_res_block.*``     ``decoder.up.{n-1-i}.block.j.*``
-``...temporal_res_block.{norm1,conv1,norm2,conv2}``       ``...time_stack.{in,out}_layers.*`` (0, 2 / 0, 3)
-``...time_mixer.mix_factor``                              ``...mix_factor``
-``decoder.up_blocks.i.upsamplers.0.conv``                 ``decoder.up.{n-1-i}.upsample.conv``
-``*.conv_norm_out`` / ``*.conv_shortcut``                 ``*.norm_out`` / ``*.nin_shortcut``
-``decoder.time_conv_out``                                 ``decoder.conv_out.time_mix_conv``
-``quant_conv``                                            folded into ``encoder.conv_out`` (SGM has none)
-========================================================  ==================================================
-
-The temporal blend needs no rewriting: diffusers' ``AlphaBlender`` with ``switch_spatial_to_temporal_mix``
-computes ``(1 - s) * spatial + s * temporal`` with ``s = sigmoid(mix_factor)``, exactly SGM's ``VideoResBlock``.
-
-Nothing here imports a host; only torch and safetensors.
+The released ``vae_temporal_decoder/`` is SVD-xt's VAE in diffusers keys; ComfyUI builds that network only
+from SGM keys. SGM has no ``quant_conv``, so it is folded into the encoder's last convolution. The temporal
+blend needs no rewriting: diffusers' ``AlphaBlender`` (``switch_spatial_to_temporal_mix``) and SGM's
+``VideoResBlock`` both compute ``(1 - s) * spatial + s * temporal`` with ``s = sigmoid(mix_factor)``.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping
 
 import torch
-from safetensors import safe_open
-
-#: Frames the official code decodes per call of the temporal decoder.
-OFFICIAL_DECODE_CHUNK = 14
-#: Frames per Cinemo clip (the input frame plus 15 generated ones).
-OFFICIAL_CLIP_FRAMES = 16
 
 DIFFUSERS_CLASS_NAME = "AutoencoderKLTemporalDecoder"
 #: A key only the diffusers layout has (the temporal output conv).
@@ -296,100 +266,3 @@ def check_svd_architecture(architecture: TemporalVAEArchitecture) -> None:
             f"{SVD_ARCHITECTURE.layers_per_block}, {SVD_ARCHITECTURE.latent_channels}, 3/3), "
             "which Cinemo's released vae_temporal_decoder has."
         )
-
-
-def clip_chunks(total_frames: int, frames_per_clip: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` frame ranges to decode: each clip in pieces of at most ``chunk_size`` frames.
-
-    ``total_frames`` frames are ``total_frames / frames_per_clip`` clips back to back; no piece crosses a clip
-    boundary. With the official 16 frames and chunks of 14, a clip decodes as 14 + 2 frames.
-
-    Raises:
-        ValueError: on non-positive sizes, or if the frames are not a whole number of clips.
-    """
-    for name, value in (("frames_per_clip", frames_per_clip), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-    if isinstance(total_frames, bool) or not isinstance(total_frames, int) or total_frames < 1:
-        raise ValueError(f"There must be at least one frame to decode, got {total_frames!r}.")
-    if total_frames % frames_per_clip:
-        raise ValueError(
-            f"The latent holds {total_frames} frames, which is not a whole number of clips of {frames_per_clip} "
-            f"frames; set frames per clip to the length of one clip (e.g. {total_frames} for a single clip)."
-        )
-    return [
-        (start, min(start + chunk_size, clip + frames_per_clip))
-        for clip in range(0, total_frames, frames_per_clip)
-        for start in range(clip, clip + frames_per_clip, chunk_size)
-    ]
-
-
-def _is_temporal_vae_folder(folder: Path) -> Path | None:
-    """The weight file of a diffusers AutoencoderKLTemporalDecoder folder, or None."""
-    config = folder / "config.json"
-    if not config.is_file():
-        return None
-    try:
-        class_name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if class_name != DIFFUSERS_CLASS_NAME:
-        return None
-    return next((folder / name for name in DIFFUSERS_WEIGHT_NAMES if (folder / name).is_file()), None)
-
-
-def _is_temporal_vae_file(path: Path) -> bool:
-    """A .safetensors file whose header names a temporal VAE (diffusers or SGM keys); reads only the header."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            keys = set(handle.keys())
-    except Exception:  # a damaged or foreign file is simply not listed
-        return False
-    return DIFFUSERS_MARKER_KEY in keys or SGM_MARKER_KEY in keys
-
-
-def find_temporal_vaes(roots: Sequence[str | os.PathLike], max_depth: int = 3) -> dict[str, Path]:
-    """Temporal VAEs under ``roots``: ``{name: path}`` with ``name`` relative to its root (``/``-separated).
-
-    A diffusers folder (``config.json`` naming ``AutoencoderKLTemporalDecoder`` plus a weight file) is listed
-    by its folder name and maps to the folder; a single ``.safetensors`` whose keys are a temporal VAE
-    (diffusers or SGM layout) is listed by its file name. Folders are searched ``max_depth`` levels deep
-    (so ``Cinemo/vae_temporal_decoder`` is found under a models folder); hidden entries are skipped.
-    The first root wins when two hold the same name.
-    """
-    found: dict[str, Path] = {}
-    for root in roots:
-        root = Path(root)
-        if not root.is_dir():
-            continue
-        for current, dirs, files in os.walk(root, followlinks=True):
-            here = Path(current)
-            depth = len(here.relative_to(root).parts)
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if depth < max_depth else []
-            if depth > 0 and _is_temporal_vae_folder(here) is not None:
-                found.setdefault(here.relative_to(root).as_posix(), here)
-                dirs[:] = []
-                continue
-            for name in sorted(files):
-                if name.startswith(".") or not name.endswith(".safetensors") or name in DIFFUSERS_WEIGHT_NAMES:
-                    continue
-                path = here / name
-                if _is_temporal_vae_file(path):
-                    found.setdefault(path.relative_to(root).as_posix(), path)
-    return dict(sorted(found.items()))
-
-
-def weight_file(path: str | os.PathLike) -> Path:
-    """The weight file behind a :func:`find_temporal_vaes` entry (the folder's, or the file itself)."""
-    path = Path(path)
-    if path.is_dir():
-        weights = _is_temporal_vae_folder(path)
-        if weights is None:
-            raise FileNotFoundError(
-                f"'{path}' is not a diffusers {DIFFUSERS_CLASS_NAME} folder (config.json naming that class and "
-                f"one of {', '.join(DIFFUSERS_WEIGHT_NAMES)})."
-            )
-        return weights
-    if not path.is_file():
-        raise FileNotFoundError(f"No temporal VAE at '{path}'.")
-    return path

@@ -1,4 +1,4 @@
-"""diffusers -> SGM conversion of the temporal VAE, chunk planning and discovery (no host needed).
+"""diffusers -> SGM conversion of the temporal VAE, chunk planning and discovery (the pack's modules).
 
 The numeric check against diffusers inside a real ComfyUI is in test_nodes_temporal_vae.py; here the converted
 key set is checked against the key list ComfyUI 0.3.64 builds for SVD's VAE (a fixture recorded from it).
@@ -6,6 +6,7 @@ key set is checked against the key list ComfyUI 0.3.64 builds for SVD's VAE (a f
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,19 +14,17 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKLTemporalDecoder
 from safetensors.torch import save_file
 
-from cinemo_core.temporal_vae import (
-    SVD_ARCHITECTURE,
-    TemporalVAEArchitecture,
-    TemporalVAEFormatError,
-    check_svd_architecture,
-    clip_chunks,
-    convert_temporal_vae_state_dict,
-    find_temporal_vaes,
-    fold_quant_conv,
-    infer_architecture,
-    is_diffusers_temporal_vae,
-    weight_file,
-)
+from comfy_models import pack_module
+
+#: The pack's temporal VAE modules, once ComfyUI has loaded the pack.
+tv = SimpleNamespace()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def pack_modules(comfyui):
+    for name in ("nodes.temporal_vae_weights", "nodes.temporal_vae_files", "nodes.temporal_vae_decode"):
+        vars(tv).update(vars(pack_module(name)))
+
 
 COMFY_KEYS = Path(__file__).parent / "fixtures" / "comfyui_svd_temporal_vae_keys.json"
 TINY = dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2, layers_per_block=2)
@@ -34,7 +33,7 @@ TINY = dict(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",
 def _svd_on_meta() -> AutoencoderKLTemporalDecoder:
     with torch.device("meta"):
         return AutoencoderKLTemporalDecoder(
-            block_out_channels=SVD_ARCHITECTURE.block_out_channels,
+            block_out_channels=tv.SVD_ARCHITECTURE.block_out_channels,
             down_block_types=("DownEncoderBlock2D",) * 4,
             layers_per_block=2,
             latent_channels=4,
@@ -49,8 +48,8 @@ def tiny_sd() -> dict[str, torch.Tensor]:
 
 def test_svd_conversion_gives_exactly_comfyui_keys_and_shapes():
     sd = _svd_on_meta().state_dict()
-    assert infer_architecture(sd) == SVD_ARCHITECTURE
-    converted = convert_temporal_vae_state_dict(sd)
+    assert tv.infer_architecture(sd) == tv.SVD_ARCHITECTURE
+    converted = tv.convert_temporal_vae_state_dict(sd)
     expected = json.loads(COMFY_KEYS.read_text())["keys"]
     assert set(converted) == set(expected)
     wrong = {k: (list(v.shape), expected[k]) for k, v in converted.items() if list(v.shape) != expected[k]}
@@ -59,7 +58,7 @@ def test_svd_conversion_gives_exactly_comfyui_keys_and_shapes():
 
 
 def test_tiny_conversion_maps_each_tensor_to_its_sgm_place(tiny_sd):
-    converted = convert_temporal_vae_state_dict(tiny_sd)
+    converted = tv.convert_temporal_vae_state_dict(tiny_sd)
     assert len(converted) == len(tiny_sd) - 2
     same = {
         "decoder.up_blocks.0.resnets.1.temporal_res_block.conv1.weight":
@@ -90,7 +89,7 @@ def test_tiny_conversion_maps_each_tensor_to_its_sgm_place(tiny_sd):
 
 
 def test_quant_conv_is_folded_into_encoder_conv_out(tiny_sd):
-    converted = convert_temporal_vae_state_dict(tiny_sd)
+    converted = tv.convert_temporal_vae_state_dict(tiny_sd)
     torch.manual_seed(1)
     x = torch.randn(2, 64, 5, 6)
     reference = F.conv2d(
@@ -104,25 +103,25 @@ def test_quant_conv_is_folded_into_encoder_conv_out(tiny_sd):
 
 
 def test_fold_rejects_mismatched_quant_conv():
-    with pytest.raises(TemporalVAEFormatError, match="quant_conv"):
-        fold_quant_conv(torch.zeros(8, 4, 3, 3), torch.zeros(8), torch.zeros(6, 6, 1, 1), torch.zeros(6))
+    with pytest.raises(tv.TemporalVAEFormatError, match="quant_conv"):
+        tv.fold_quant_conv(torch.zeros(8, 4, 3, 3), torch.zeros(8), torch.zeros(6, 6, 1, 1), torch.zeros(6))
 
 
 def test_unknown_and_foreign_weights_are_rejected(tiny_sd):
-    with pytest.raises(TemporalVAEFormatError, match="not part of"):
-        convert_temporal_vae_state_dict({**tiny_sd, "decoder.extra.weight": torch.zeros(1)})
+    with pytest.raises(tv.TemporalVAEFormatError, match="not part of"):
+        tv.convert_temporal_vae_state_dict({**tiny_sd, "decoder.extra.weight": torch.zeros(1)})
     foreign = {k: v for k, v in tiny_sd.items() if not k.startswith("decoder.time_conv_out")}
-    assert not is_diffusers_temporal_vae(foreign)
-    with pytest.raises(TemporalVAEFormatError, match="time_conv_out"):
-        convert_temporal_vae_state_dict(foreign)
+    assert not tv.is_diffusers_temporal_vae(foreign)
+    with pytest.raises(tv.TemporalVAEFormatError, match="time_conv_out"):
+        tv.convert_temporal_vae_state_dict(foreign)
 
 
 def test_architecture_check(tiny_sd):
-    tiny = infer_architecture(tiny_sd)
-    assert tiny == TemporalVAEArchitecture((32, 64), 2, 4, 3, 3)
-    with pytest.raises(TemporalVAEFormatError, match=r"block_out_channels=\[32, 64\].*SVD's sizes"):
-        check_svd_architecture(tiny)
-    check_svd_architecture(infer_architecture(_svd_on_meta().state_dict()))
+    tiny = tv.infer_architecture(tiny_sd)
+    assert tiny == tv.TemporalVAEArchitecture((32, 64), 2, 4, 3, 3)
+    with pytest.raises(tv.TemporalVAEFormatError, match=r"block_out_channels=\[32, 64\].*SVD's sizes"):
+        tv.check_svd_architecture(tiny)
+    tv.check_svd_architecture(tv.infer_architecture(_svd_on_meta().state_dict()))
 
 
 @pytest.mark.parametrize(
@@ -136,15 +135,15 @@ def test_architecture_check(tiny_sd):
     ],
 )
 def test_clip_chunks(total, per_clip, chunk, expected):
-    assert clip_chunks(total, per_clip, chunk) == expected
+    assert tv.clip_chunks(total, per_clip, chunk) == expected
 
 
 def test_clip_chunks_rejects_partial_clips_and_bad_sizes():
     with pytest.raises(ValueError, match="not a whole number of clips of 16"):
-        clip_chunks(20, 16, 14)
+        tv.clip_chunks(20, 16, 14)
     for bad in ((16, 0, 14), (16, 16, 0), (0, 16, 14), (16, True, 14)):
         with pytest.raises(ValueError):
-            clip_chunks(*bad)
+            tv.clip_chunks(*bad)
 
 
 def test_find_temporal_vaes(tmp_path, tiny_sd):
@@ -166,16 +165,16 @@ def test_find_temporal_vaes(tmp_path, tiny_sd):
     hidden.mkdir()
     save_file({"decoder.time_conv_out.weight": torch.zeros(1)}, str(hidden / "hidden.safetensors"))
 
-    found = find_temporal_vaes([cinemo_root, vae_root, tmp_path / "missing"])
+    found = tv.find_temporal_vaes([cinemo_root, vae_root, tmp_path / "missing"])
     assert found == {
         "Cinemo/vae_temporal_decoder": folder,
         "cinemo_tvae.safetensors": vae_root / "cinemo_tvae.safetensors",
         "svd_sgm.safetensors": vae_root / "svd_sgm.safetensors",
     }
-    assert "Cinemo/vae_temporal_decoder" not in find_temporal_vaes([cinemo_root], max_depth=1)
-    assert weight_file(folder) == folder / "diffusion_pytorch_model.safetensors"
-    assert weight_file(vae_root / "svd_sgm.safetensors") == vae_root / "svd_sgm.safetensors"
+    assert "Cinemo/vae_temporal_decoder" not in tv.find_temporal_vaes([cinemo_root], max_depth=1)
+    assert tv.weight_file(folder) == folder / "diffusion_pytorch_model.safetensors"
+    assert tv.weight_file(vae_root / "svd_sgm.safetensors") == vae_root / "svd_sgm.safetensors"
     with pytest.raises(FileNotFoundError, match="not a diffusers AutoencoderKLTemporalDecoder folder"):
-        weight_file(plain)
+        tv.weight_file(plain)
     with pytest.raises(FileNotFoundError):
-        weight_file(vae_root / "nothing.safetensors")
+        tv.weight_file(vae_root / "nothing.safetensors")

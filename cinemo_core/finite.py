@@ -1,0 +1,58 @@
+"""NaN and infinity stopped where they first appear, with their likely cause named: a black video that
+reports success is the worst outcome, and the usual cause (a text encoder with missing weights) is upstream."""
+
+from __future__ import annotations
+
+import torch
+
+#: Why text embeddings come out NaN: what a user sees in practice.
+TEXT_ENCODER_CAUSE = (
+    "the text encoder most likely loaded with missing or damaged weights, for example a CLIP-L re-saved with "
+    "transformers 5, which drops the 'text_model.' prefix of its keys (ComfyUI then lists the missing keys in "
+    "its console when it loads it). Use the original CLIP-L file (clip_l.safetensors) or the model's "
+    "text_encoder/ folder"
+)
+
+
+class NonFiniteError(ValueError):
+    """A tensor holds NaN or infinite values; the message names the input at fault and the likely cause."""
+
+
+def is_finite(tensor: torch.Tensor | None) -> bool:
+    return tensor is None or bool(torch.isfinite(tensor).all())
+
+
+def check_text_embeddings(embeddings: torch.Tensor, input_name: str) -> None:
+    if not is_finite(embeddings):
+        raise NonFiniteError(
+            f"{input_name}: the text embeddings contain NaN or infinite values: {TEXT_ENCODER_CAUSE}."
+        )
+
+
+def check_model_output(
+    eps: torch.Tensor, *, x: torch.Tensor, context: torch.Tensor | None, base_content: torch.Tensor | None
+) -> None:
+    """Raise ``NonFiniteError`` if the UNet's output is not finite, naming the first input that was not."""
+    if is_finite(eps):
+        return
+    if not is_finite(context):
+        cause = TEXT_ENCODER_CAUSE
+    elif not is_finite(base_content):
+        cause = "the first frame's latent is not finite: check the VAE that encoded it"
+    elif not is_finite(x):
+        cause = "the latent given to it is not finite: check the initial noise and the sampler's settings"
+    else:
+        cause = (
+            "its inputs were finite, so its weights or their precision are at fault: with fp16 or fp8 weights "
+            "try bf16 or fp32, or check the UNet file"
+        )
+    raise NonFiniteError(f"The Cinemo UNet returned NaN or infinite values: {cause}.")
+
+
+def check_residual(residual: torch.Tensor, input_name: str) -> None:
+    if not is_finite(residual):
+        raise NonFiniteError(
+            f"{input_name}: the sampled motion residual contains NaN or infinite values, which would decode to "
+            "black frames. The sampler's settings or the model's precision made them: try another sampler or "
+            "scheduler, or bf16/fp32 weights."
+        )

@@ -1,0 +1,263 @@
+"""Motion transfer: animate an edited first frame with the motion of a source clip (the paper's video editing).
+
+As the official ``pipelines/video_editing.py``: source frames (every ``frame_step``-th; Cinemo's clips are
+8 fps) and the edited image are fitted like an animation's image and encoded; the source residual is DDIM-
+inverted with the *source* prompt and first frame; the edited frame, noised to t = 985 with the inverted
+latents as the noise, gives the start latent's low DCT frequencies; DDIM sampling with the edited frame and
+the *target* prompt follows. Both passes run without text guidance, as the official script.
+
+Kept from the official code to reproduce it: the inverted latents belong to the last inversion timestep
+(981 for 50 steps) but are mixed as noise at 985. Decision: the frames are encoded as posterior samples, like
+the official script, but from the run's seeded CPU generator (the official draws are unseeded), so a seed
+repeats the video; no Gaussian noise is drawn, so the seed picks only these samples.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .components import CinemoComponents, decode_video, encode_image, encode_prompts
+from .defaults import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+from .inversion import edit_init_latents, invert_residual
+from .pipeline import AnimationSettings, ProgressFn, _is_int, new_seed
+from .preprocess import check_size, fit_image, load_image
+from .sampling import sample_residual, split_video_latents
+from .schedule import CinemoSchedule
+
+#: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
+TRANSFER_INIT_MODES = ("dct", "plain")
+#: Relative difference of aspect ratios above which source and edited image are cropped differently enough to warn.
+_ASPECT_TOLERANCE = 0.02
+
+
+@dataclass
+class TransferSettings(AnimationSettings):
+    """Every knob of :func:`transfer_motion`, with the official editing script's defaults.
+
+    Inherits the animation settings (intensity / motion id, steps, seed, frames, size, DCT low-pass); these
+    differ or are added:
+
+    Attributes:
+        source_prompt: describes the source clip; conditions the inversion.
+        prompt: describes the edited video; conditions the sampling.
+        guidance_scale: text guidance of the sampling pass (official 1.0: none).
+        inversion_guidance_scale: text guidance of the inversion pass (official 1.0: none).
+        negative_prompt: the unconditional prompt of whichever pass uses guidance.
+        num_frames: frames in the video, the first (edited) one included; taken from the source clip.
+        frame_step: use every ``frame_step``-th source frame (Cinemo's clips are 8 fps).
+        init: ``"dct"`` (official: the edited frame's low frequencies mixed in) or ``"plain"``.
+        dct_noise_timestep: the timestep the edited frame is noised to for the mix (official 985).
+    """
+
+    source_prompt: str = ""
+    guidance_scale: float = DEFAULT_TRANSFER_GUIDANCE
+    inversion_guidance_scale: float = DEFAULT_TRANSFER_GUIDANCE
+    frame_step: int = 1
+    dct_low_pass: float = DEFAULT_EDIT_LOW_PASS
+    dct_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad setting."""
+        if self.init not in TRANSFER_INIT_MODES:
+            raise ValueError(
+                f"init must be one of {', '.join(TRANSFER_INIT_MODES)} for motion transfer, got {self.init!r}."
+            )
+        super().validate()
+        if not isinstance(self.source_prompt, str):
+            raise ValueError(f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
+        scale = self.inversion_guidance_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale < 0:
+            raise ValueError(
+                f"inversion guidance scale must be a number >= 0 (official {DEFAULT_TRANSFER_GUIDANCE:g}), "
+                f"got {scale!r}."
+            )
+        if not _is_int(self.frame_step) or self.frame_step < 1:
+            raise ValueError(
+                f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}."
+            )
+
+    @property
+    def source_frames_needed(self) -> int:
+        """How long the source clip must be: frames 0, step, ..., (num_frames - 1) * step."""
+        return (self.num_frames - 1) * self.frame_step + 1
+
+
+@dataclass
+class TransferResult:
+    """Frames ``uint8 [num_frames, height, width, 3]`` (frame 0 is the decoded edited image) and what made them."""
+
+    frames: np.ndarray
+    seed: int
+    motion_id: float
+    settings: TransferSettings = field(repr=False)
+
+
+def select_source_frames(clip: torch.Tensor | np.ndarray, num_frames: int, frame_step: int = 1) -> torch.Tensor:
+    """Frames 0, step, ..., (num_frames - 1) * step of ``clip`` [F, H, W, C] (uint8, or 0..1 floats).
+
+    Raises ``ValueError`` naming both counts when the clip is too short.
+    """
+    if isinstance(clip, np.ndarray):
+        clip = torch.from_numpy(np.ascontiguousarray(clip))
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"the source clip must be frames [F, H, W, C] with C in (1, 3, 4), got {getattr(clip, 'shape', clip)!r}."
+        )
+    needed = (num_frames - 1) * frame_step + 1
+    if clip.shape[0] < needed:
+        stepped = f" with a frame step of {frame_step} (source frames 0 to {needed - 1})" if frame_step > 1 else ""
+        raise ValueError(
+            f"the source clip has {clip.shape[0]} frames, but {num_frames} frames were asked for{stepped}; "
+            "ask for fewer frames, use a smaller frame step or a longer clip."
+        )
+    return clip[: needed : frame_step]
+
+
+def _load_clip(
+    clip: str | os.PathLike[str] | torch.Tensor | np.ndarray, needed: int
+) -> torch.Tensor | np.ndarray:
+    """Frames as given, or the first ``needed`` frames of a video file (a long clip is not read whole)."""
+    if isinstance(clip, (str, os.PathLike)):
+        from .video_io import read_video
+
+        clip, _ = read_video(clip, max_frames=needed)
+    return clip
+
+
+def _aspect_warning(source_hw: tuple[int, int], edited_hw: tuple[int, int], width: int, height: int) -> None:
+    source, edited = source_hw[1] / source_hw[0], edited_hw[1] / edited_hw[0]
+    if abs(source - edited) > _ASPECT_TOLERANCE * source:
+        warnings.warn(
+            f"the edited image ({edited_hw[1]}x{edited_hw[0]}) and the source clip ({source_hw[1]}x{source_hw[0]}) "
+            f"have different aspect ratios; both are cropped to {width}x{height} around their centres, so their "
+            "contents may not line up. Edit a frame of the source clip for the best match.",
+            stacklevel=3,
+        )
+
+
+def _encode_frames(components: CinemoComponents, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """[F, 3, H, W] in [-1, 1] -> scaled latents [1, C, F, h, w], one frame at a time (bounded memory)."""
+    latents = [
+        encode_image(components.image_encoder, frame[None], scaling_factor=components.scaling_factor,
+                     generator=generator)
+        for frame in pixels
+    ]
+    return torch.cat(latents, dim=2)
+
+
+@torch.no_grad()
+def transfer_motion(
+    components: CinemoComponents,
+    video_frames: str | os.PathLike[str] | torch.Tensor | np.ndarray,
+    edited_image: str | os.PathLike[str] | torch.Tensor,
+    settings: TransferSettings | None = None,
+    *,
+    progress: ProgressFn | None = None,
+) -> TransferResult:
+    """Animate ``edited_image`` with the motion of ``video_frames``.
+
+    Reproduces the official editing script's result by default (see the module docstring for the steps,
+    and for the t=985 mixing of the last inverted latent that is kept on purpose).
+
+    Args:
+        components: from :func:`cinemo_core.components.load_components` or the demo.
+        video_frames: a video file, or its frames [F, H, W, C] (uint8, or floats in 0..1 as ComfyUI IMAGE);
+            at least :attr:`TransferSettings.source_frames_needed` of them.
+        edited_image: an image file, or a [1, H, W, C] tensor in 0..1: the new first frame, usually the
+            source's first frame edited.
+        settings: :class:`TransferSettings` (defaults: the official ones).
+        progress: ``progress(done_steps, total_steps)`` after every inversion and every sampling step
+            (``total_steps`` = 2 x steps).
+
+    Returns:
+        :class:`TransferResult` with the frames and the seed used.
+    """
+    settings = settings or TransferSettings()
+    settings.validate()
+    seed = settings.seed if settings.seed is not None else new_seed()
+    motion_id = settings.resolved_motion_id
+    device, dtype = components.device, components.dtype
+
+    clip = select_source_frames(
+        _load_clip(video_frames, settings.source_frames_needed), settings.num_frames, settings.frame_step
+    )
+    edited = edited_image if isinstance(edited_image, torch.Tensor) else load_image(edited_image)
+    if edited.dim() != 4 or edited.shape[0] != 1:
+        raise ValueError(f"edited_image must be a single image [1, H, W, C], got {list(edited.shape)}.")
+    _aspect_warning(tuple(clip.shape[1:3]), tuple(edited.shape[1:3]), settings.width, settings.height)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # size advice is given once, by quality_warnings()
+        check_size(settings.width, settings.height)
+        source_pixels = torch.cat([fit_image(frame[None], settings.width, settings.height) for frame in clip])
+        edited_pixels = fit_image(edited, settings.width, settings.height)
+
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    source_base, source_residual = split_video_latents(_encode_frames(components, source_pixels, generator))
+    edit_base = _encode_frames(components, edited_pixels, generator)
+    if edit_base.shape[-2:] != source_base.shape[-2:]:
+        raise ValueError(
+            f"the edited image encodes to a {tuple(edit_base.shape[-2:])} latent but the source clip to "
+            f"{tuple(source_base.shape[-2:])}; both must be the same size."
+        )
+
+    prompts = encode_prompts(components.tokenizer, components.text_encoder, [settings.source_prompt, settings.prompt])
+    source_context, target_context = prompts[:1], prompts[1:]
+    negative = None
+    if max(settings.guidance_scale, settings.inversion_guidance_scale) > 1.0:
+        negative = encode_prompts(components.tokenizer, components.text_encoder, [settings.negative_prompt])
+
+    total = 2 * settings.steps
+
+    def _after(offset: int):
+        def on_step(index: int, steps: int, timestep: int, latents: torch.Tensor) -> None:
+            if progress is not None:
+                progress(offset + index + 1, total)
+
+        return on_step
+
+    schedule = CinemoSchedule()
+    inverted = invert_residual(
+        components.unet,
+        source_residual.to(device=device, dtype=dtype),
+        source_base.to(dtype),
+        source_context,
+        motion_id,
+        steps=settings.steps,
+        guidance_scale=float(settings.inversion_guidance_scale),
+        negative_context=negative,
+        callback=_after(0),
+        schedule=schedule,
+    )
+    if settings.init == "dct":
+        # on the CPU in float64, as the official code mixes frequencies (and MPS has no float64)
+        init_latents = edit_init_latents(
+            inverted.cpu().double(),
+            edit_base.cpu().double(),
+            low_pass=settings.dct_low_pass,
+            noise_timestep=settings.dct_noise_timestep,
+            schedule=schedule,
+        ).to(device=device, dtype=dtype)
+    else:
+        init_latents = inverted
+    edit_base = edit_base.to(dtype)
+    residual = sample_residual(
+        components.unet,
+        init_latents,
+        edit_base,
+        target_context,
+        negative,
+        motion_id,
+        steps=settings.steps,
+        guidance_scale=float(settings.guidance_scale),
+        callback=_after(settings.steps),
+        schedule=schedule,
+    )
+    video = decode_video(
+        components.vae, edit_base, residual, vae_kind=components.vae_kind, scaling_factor=components.scaling_factor
+    )
+    return TransferResult(frames=video[0].numpy(), seed=seed, motion_id=motion_id, settings=settings)

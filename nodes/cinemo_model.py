@@ -1,0 +1,193 @@
+"""Cinemo as a native ComfyUI model: a ``BaseModel`` whose UNet denoises the motion residual.
+
+The sampled LATENT is the residual ``[N, 4, F - 1, h, w]``; the first frame and the raw motion id travel in
+the conditioning (``FIRST_FRAME_KEY``, ``MOTION_ID_KEY``) and become ordinary per-sample conds, so ComfyUI
+batches them with their own cond or uncond and nothing depends on the order of the two in a batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..cinemo_core.checkpoint import CheckpointError, prepare_unet_state_dict
+from ..cinemo_core.config import CinemoUNetConfig
+from ..cinemo_core.finite import check_model_output
+from ..cinemo_core.memory import step_memory_bytes
+from ..cinemo_core.unet import CinemoUNet3D
+from .comfy_compat import (
+    EPS_PREDICTION,
+    BaseModel,
+    CONDConstant,
+    CONDRegular,
+    ModelPatcher,
+    attention_is_memory_efficient,
+    default_operations,
+    load_device,
+    manual_cast_dtype,
+    offload_device,
+    run_diffusion_model_wrappers,
+    storage_dtype,
+    throw_if_interrupted,
+)
+from .latents import check_residual_matches_first_frame
+from .model_attention import ComfyAttention
+from .model_config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
+
+#: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
+FIRST_FRAME_KEY = "cinemo_first_frame"
+MOTION_ID_KEY = "cinemo_motion_id"
+#: CLIP's positions per prompt chunk, for the memory estimate when no prompt is known yet.
+CLIP_TOKENS = 77
+
+
+def _with_float_embeddings(operations: Any) -> Any:
+    """``operations`` whose Embedding returns float32 even when its weight is stored as fp8.
+
+    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless given ``out_dtype``, and an fp8 lookup
+    is not supported on every backend.
+    """
+
+    class Embedding(operations.Embedding):
+        def forward(self, input: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
+            return super().forward(input, out_dtype=out_dtype or torch.float32)
+
+    return type(f"Cinemo{operations.__name__}", (operations,), {"Embedding": Embedding})
+
+
+class CinemoDiffusionModel(CinemoUNet3D):
+    """The UNet with the constructor and ``forward`` signature ``BaseModel`` expects; ``DIFFUSION_MODEL``
+    wrappers from ``transformer_options`` run around it, as for core models."""
+
+    def __init__(
+        self,
+        cinemo_config: CinemoUNetConfig,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+        operations: Any = None,
+    ) -> None:
+        attention = ComfyAttention()
+        super().__init__(
+            cinemo_config,
+            operations=_with_float_embeddings(operations if operations is not None else default_operations),
+            attention=attention,
+            dtype=dtype,
+            device=device,
+        )
+        self.comfy_attention = attention
+
+    def forward(self, x, timesteps, context=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+        return run_diffusion_model_wrappers(
+            self._forward, self, transformer_options, x, timesteps, context, control, transformer_options, **kwargs
+        )
+
+    def _forward(self, x, timesteps, context=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+        self.comfy_attention.options = transformer_options
+        try:
+            return super().forward(x, timesteps, context, **kwargs)
+        finally:
+            self.comfy_attention.options = {}
+
+
+class CinemoModel(BaseModel):
+    """Epsilon prediction of the motion residual, conditioned on the first frame."""
+
+    def __init__(self, model_config: CinemoModelConfig, device: torch.device | None = None) -> None:
+        super().__init__(model_config, EPS_PREDICTION, device=device, unet_model=CinemoDiffusionModel)
+        self.model_sampling = CinemoModelSampling(model_config)
+
+    @property
+    def cinemo_config(self) -> CinemoUNetConfig:
+        return self.model_config.cinemo_config
+
+    def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+        # every model call is a place to stop, whatever sampler loop calls us and whether it reports progress
+        throw_if_interrupted()
+        out = super().apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+        check_model_output(out, x=x, context=c_crossattn, base_content=kwargs.get("base_content"))
+        return out
+
+    def extra_conds(self, **kwargs):
+        out = super().extra_conds(**kwargs)
+        which = kwargs.get("prompt_type") or "conditioning"
+        first_frame = kwargs.get(FIRST_FRAME_KEY)
+        motion_id = kwargs.get(MOTION_ID_KEY)
+        if first_frame is None or motion_id is None:
+            raise ValueError(
+                f"The {which} conditioning given to the sampler carries no Cinemo first frame. Send both the "
+                "positive and the negative conditioning through the 'Cinemo Conditioning' node and use its "
+                "outputs for sampling."
+            )
+        if kwargs.get("area") is not None:
+            raise ValueError(
+                f"The {which} conditioning has an area set (ConditioningSetArea...). Cinemo animates whole frames "
+                "from a whole first frame; remove the area nodes between Cinemo Conditioning and the sampler."
+            )
+        check_residual_matches_first_frame(kwargs["noise"].shape, first_frame.shape, residual_name="latent_image",
+                                           first_frame_name=f"the first frame in the {which} conditioning")
+        context = kwargs.get("cross_attn")
+        expected_dim = self.cinemo_config.cross_attention_dim
+        if context is not None and context.shape[-1] != expected_dim:
+            raise ValueError(
+                f"The {which} text embeddings have {context.shape[-1]} channels, but this Cinemo model expects "
+                f"{expected_dim} (CLIP ViT-L/14). Encode the prompt with CLIPLoader type 'stable_diffusion' "
+                "and the CLIP-L text encoder."
+            )
+        base = self.process_latent_in(first_frame.to(device=kwargs["device"], dtype=torch.float32)).unsqueeze(2)
+        out["base_content"] = CONDRegular(base)
+        # a constant, not a tensor: BaseModel would round float tensors to the compute dtype (fp16 or bf16)
+        out["motion_ids"] = CONDConstant(float(motion_id))
+        return out
+
+    def extra_conds_shapes(self, **kwargs):
+        # lets ComfyUI's load-time memory estimate see the prompt length
+        out = super().extra_conds_shapes(**kwargs)
+        context = kwargs.get("cross_attn")
+        if context is not None:
+            out["c_crossattn"] = list(context.shape)
+        return out
+
+    def memory_required(self, input_shape, cond_shapes={}):  # noqa: B006
+        if len(input_shape) != 5:
+            return super().memory_required(input_shape, cond_shapes=cond_shapes)
+        dtype = self.manual_cast_dtype or self.get_dtype()
+        context_shapes = cond_shapes.get("c_crossattn") or []
+        tokens = max([shape[1] for shape in context_shapes if len(shape) == 3] or [CLIP_TOKENS])
+        batch, _, frames, height, width = (int(size) for size in input_shape)
+        return step_memory_bytes(
+            self.cinemo_config, batch, frames, height, width, dtype,
+            context_tokens=tokens, memory_efficient_attention=attention_is_memory_efficient(),
+        )
+
+
+def build_model_patcher(
+    state_dict: dict[str, torch.Tensor],
+    config: CinemoUNetConfig | None = None,
+    *,
+    weight_dtype: torch.dtype | None = None,
+    source: str = "<state dict>",
+) -> ModelPatcher:
+    """A Cinemo MODEL from a state dict in any published layout (unwrapped, identified and checked here).
+
+    Args:
+        state_dict: the weights (consumed).
+        config: the architecture (None: inferred from the weights).
+        weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do);
+            fp8 weights are computed in ComfyUI's manual-cast dtype.
+        source: where the weights came from, for error messages.
+
+    Raises:
+        CheckpointError: the weights are not a complete Cinemo UNet (``NotACinemoUNetError`` names the model).
+    """
+    config, state_dict = prepare_unet_state_dict(state_dict, config, source=source)
+    device = load_device()
+    if weight_dtype is None:
+        weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
+    model_config = CinemoModelConfig(config)
+    model_config.set_inference_dtype(weight_dtype, manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES))
+    model = CinemoModel(model_config, device=offload_device())
+    missing, unexpected = model.diffusion_model.load_state_dict(state_dict, strict=False)
+    if missing or unexpected:  # prepare_unet_state_dict guarantees the key set; this guards the adapter
+        raise CheckpointError(f"{source}: weights did not load (missing {missing[:5]}, unexpected {unexpected[:5]}).")
+    return ModelPatcher(model, load_device=device, offload_device=offload_device())

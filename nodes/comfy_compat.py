@@ -1,0 +1,278 @@
+"""The one door to ComfyUI's internals: every ComfyUI symbol the pack uses that is not ``comfy_api``.
+
+Each entry says what it relies on; ``tests/test_comfy_compat.py`` pins each reliance with one test of the
+same name, so a ComfyUI update that breaks one fails exactly that test. Other modules import ComfyUI only
+from here (and ``comfy_api`` for the node schema).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+import comfy.conds
+import comfy.latent_formats
+import comfy.model_base
+import comfy.model_management
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.ops
+import comfy.patcher_extension
+import comfy.sample
+import comfy.samplers
+import comfy.sd
+import comfy.supported_models_base
+import comfy.utils
+import folder_paths
+import latent_preview
+import node_helpers
+from comfy.ldm.modules import attention as _attention
+from comfy.ldm.modules.temporal_ae import VideoDecoder
+
+# --- base classes the Cinemo model is built from ----------------------------------------------------------
+
+#: Subclassed: ``__init__(model_config, model_type, device=, unet_model=)`` builds ``unet_model(**unet_config,
+#: dtype=, device=, operations=)``; ``extra_conds(**kwargs)`` gets ``noise``, ``device``, ``cross_attn``,
+#: ``prompt_type`` and the conditioning's own keys; ``memory_required(input_shape, cond_shapes)``.
+BaseModel = comfy.model_base.BaseModel
+EPS_PREDICTION = comfy.model_base.ModelType.EPS
+#: Subclassed: ``__init__(unet_config)``, ``set_inference_dtype(dtype, manual_cast_dtype)``,
+#: class attributes ``sampling_settings``, ``latent_format``, ``supported_inference_dtypes``.
+ModelConfig = comfy.supported_models_base.BASE
+#: Subclassed: the SD-1.x latent format (``scale_factor`` 0.18215, ``latent_rgb_factors``); its
+#: ``latent_dimensions`` and ``taesd_decoder_name`` attributes set the preview's layout and decoder.
+SD15LatentFormat = comfy.latent_formats.SD15
+#: Subclassed: ``set_sigmas(sigmas)`` replaces the schedule; ``sigma_max``, ``timestep(sigma)`` follow it.
+ModelSamplingDiscrete = comfy.model_sampling.ModelSamplingDiscrete
+EpsilonPrediction = comfy.model_sampling.EPS
+#: The default layer namespace ``BaseModel`` passes as ``operations`` (Conv2d, Linear, GroupNorm, LayerNorm,
+#: Embedding); the cast-on-the-fly variants (manual cast, fp8 storage) honour ``Embedding(input, out_dtype=)``.
+default_operations = comfy.ops.disable_weight_init
+#: Per-sample conditioning tensor (batched and sliced with its cond) and a per-call constant.
+CONDRegular = comfy.conds.CONDRegular
+CONDConstant = comfy.conds.CONDConstant
+ModelPatcher = comfy.model_patcher.ModelPatcher
+VAE = comfy.sd.VAE
+
+
+# --- model building and memory ----------------------------------------------------------------------------
+
+def load_device() -> torch.device:
+    return comfy.model_management.get_torch_device()
+
+
+def offload_device() -> torch.device:
+    return comfy.model_management.unet_offload_device()
+
+
+def intermediate_device() -> torch.device:
+    """Where node outputs live between nodes."""
+    return comfy.model_management.intermediate_device()
+
+
+def storage_dtype(state_dict: dict[str, torch.Tensor], supported: list[torch.dtype]) -> torch.dtype:
+    """The weight dtype ComfyUI picks for this device and file (``unet_dtype(model_params=, supported_dtypes=,
+    weight_dtype=)``, with ``comfy.utils.calculate_parameters`` / ``weight_dtype``)."""
+    return comfy.model_management.unet_dtype(
+        model_params=comfy.utils.calculate_parameters(state_dict),
+        supported_dtypes=supported,
+        weight_dtype=comfy.utils.weight_dtype(state_dict),
+    )
+
+
+def manual_cast_dtype(weight_dtype: torch.dtype, device: torch.device, supported: list[torch.dtype]) -> torch.dtype | None:
+    """The compute dtype for weights stored as ``weight_dtype`` (None: compute in the storage dtype)."""
+    return comfy.model_management.unet_manual_cast(weight_dtype, device, supported)
+
+
+def throw_if_interrupted() -> None:
+    """Raises ComfyUI's interruption exception once the user pressed Cancel (or ``POST /interrupt``)."""
+    comfy.model_management.throw_exception_if_processing_interrupted()
+
+
+def load_models(patchers: list, memory_required: int, force_full_load: bool) -> None:
+    """``load_models_gpu(models, memory_required=, force_full_load=)``: make room and load."""
+    comfy.model_management.load_models_gpu(patchers, memory_required=memory_required, force_full_load=force_full_load)
+
+
+def run_diffusion_model_wrappers(function: Callable, owner: Any, transformer_options: dict, *args, **kwargs):
+    """Run ``function`` inside the ``DIFFUSION_MODEL`` wrappers registered in ``transformer_options``
+    (``WrapperExecutor.new_class_executor(fn, owner, wrappers).execute(*args)``), as core models do."""
+    wrappers = comfy.patcher_extension.get_all_wrappers(
+        comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, transformer_options
+    )
+    return comfy.patcher_extension.WrapperExecutor.new_class_executor(function, owner, wrappers).execute(
+        *args, **kwargs
+    )
+
+
+# --- attention --------------------------------------------------------------------------------------------
+
+def attention_kernel(device: torch.device, masked: bool) -> Callable:
+    """ComfyUI's attention for the inputs at hand. Called as ``kernel(q, k, v, heads, mask=, skip_reshape=True,
+    transformer_options=)`` with ``[B, heads, N, D]`` inputs, it returns ``[B, N, heads * D]`` on every path.
+    Masked inputs (the temporal bias) are tiny per query: ``optimized_attention_for_device(mask=True,
+    small_input=True)`` picks the kernel for them."""
+    if not masked:
+        return _attention.optimized_attention
+    return _attention.optimized_attention_for_device(device, mask=True, small_input=True)
+
+
+def attention_is_memory_efficient() -> bool:
+    """False when ComfyUI's attention materialises score blocks (sub-quadratic, split or basic attention),
+    which the step-memory estimate must count."""
+    quadratic = (_attention.attention_sub_quad, _attention.attention_split, _attention.attention_basic)
+    return _attention.optimized_attention not in quadratic
+
+
+# --- sampling ---------------------------------------------------------------------------------------------
+
+def sampler_names() -> list[str]:
+    return list(comfy.samplers.KSampler.SAMPLERS)
+
+
+def scheduler_names() -> list[str]:
+    return list(comfy.samplers.KSampler.SCHEDULERS)
+
+
+def scheduler_sigmas(model: Any, steps: int, sampler_name: str, scheduler: str) -> torch.Tensor:
+    """``KSampler(model, steps=, device=, sampler=, scheduler=, denoise=1.0).sigmas``: the sampler matters, as
+    some (dpm_2, uni_pc, ...) drop the penultimate sigma."""
+    return comfy.samplers.KSampler(
+        model, steps=steps, device=model.load_device, sampler=sampler_name, scheduler=scheduler, denoise=1.0
+    ).sigmas
+
+
+def fit_latent_channels(model: Any, latent: torch.Tensor) -> torch.Tensor:
+    """``comfy.sample.fix_empty_latent_channels``: an all-zero latent with the wrong channel count is remade
+    with the model's (as core samplers do)."""
+    return comfy.sample.fix_empty_latent_channels(model, latent)
+
+
+def sample_with_guidance(
+    model: Any, positive: list, negative: list, cfg: float, noise: torch.Tensor, latent: torch.Tensor,
+    sampler: str | Any, sigmas: torch.Tensor, seed: int, denoise_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """What ``SamplerCustomAdvanced`` with a ``CFGGuider`` does: ``CFGGuider(model).set_conds/set_cfg`` and
+    ``sample(noise, latent, sampler, sigmas, denoise_mask=, callback=, disable_pbar=, seed=)`` with a SAMPLER
+    (or one by name: ``sampler_object(name)``), previews and progress from
+    ``latent_preview.prepare_callback(model, steps)``."""
+    guider = comfy.samplers.CFGGuider(model)
+    guider.set_conds(positive, negative)
+    guider.set_cfg(cfg)
+    if isinstance(sampler, str):
+        sampler = comfy.samplers.sampler_object(sampler)
+    return guider.sample(
+        noise, latent, sampler, sigmas, denoise_mask=denoise_mask,
+        callback=latent_preview.prepare_callback(model, sigmas.shape[-1] - 1),
+        disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed,
+    )
+
+
+def custom_sampler(function: Callable) -> Any:
+    """A SAMPLER running ``function(model, x, sigmas, extra_args=, callback=, disable=)`` as ComfyUI runs its
+    k-diffusion samplers (``comfy.samplers.KSAMPLER``): ``model(x, sigma * ones, **extra_args)`` returns the
+    denoised latent, ``x`` starts at the latent plus ``noise * sigmas[0]`` (EPS models, ``sigmas[0]`` below
+    sigma_max), and ``callback({"x", "i", "sigma", "sigma_hat", "denoised"})`` drives progress and previews."""
+    return comfy.samplers.KSAMPLER(function)
+
+
+def conditioning_with(conditioning: list, values: dict) -> list:
+    """A copy of a CONDITIONING with ``values`` set on every entry (``node_helpers.conditioning_set_values``)."""
+    return node_helpers.conditioning_set_values(conditioning, values)
+
+
+class ProgressBar:
+    """The UI progress bar of the running node (``comfy.utils.ProgressBar(total).update(n)``)."""
+
+    def __init__(self, total: int) -> None:
+        self._bar = comfy.utils.ProgressBar(total)
+
+    def update(self, done: int = 1) -> None:
+        self._bar.update(done)
+
+
+# --- files ------------------------------------------------------------------------------------------------
+
+def models_dir() -> str:
+    return folder_paths.models_dir
+
+
+def register_model_folder(name: str, path: str, extensions: set[str]) -> None:
+    """Add ``path`` to model folder ``name`` (created if new) in ``folder_paths.folder_names_and_paths``,
+    a ``{name: ([paths], {extensions})}`` dict; paths users added in extra_model_paths.yaml are kept."""
+    if name in folder_paths.folder_names_and_paths:
+        paths, _ = folder_paths.folder_names_and_paths[name]
+        if path not in paths:
+            paths.append(path)
+    else:
+        folder_paths.folder_names_and_paths[name] = ([path], set(extensions))
+
+
+def model_folder_paths(name: str) -> list[str]:
+    """The directories of model folder ``name`` (``folder_paths.get_folder_paths``); none if unregistered."""
+    if name not in folder_paths.folder_names_and_paths:
+        return []
+    return folder_paths.get_folder_paths(name)
+
+
+def load_weights(path: str) -> dict[str, torch.Tensor]:
+    """``comfy.utils.load_torch_file(path, safe_load=True)``: safetensors, or pickles with weights_only."""
+    return comfy.utils.load_torch_file(path, safe_load=True)
+
+
+# --- VAEs -------------------------------------------------------------------------------------------------
+
+def has_temporal_decoder(vae: Any) -> bool:
+    """True when ``VAE.first_stage_model.decoder`` is ComfyUI's ``VideoDecoder`` (SVD's temporal decoder), which
+    ``comfy.sd.VAE(sd=)`` builds from SGM keys with ``decoder.mid.block_1.mix_factor``."""
+    return isinstance(getattr(getattr(vae, "first_stage_model", None), "decoder", None), VideoDecoder)
+
+
+def decode_as_one_clip(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """Decode ``[F, C, h, w]`` latents as one clip with the temporal decoder, which takes the clip length from
+    the batch (``first_stage_model.decode(z)``; passing ``timesteps=`` fails in 0.3.64, as the mid attention
+    block takes no keywords), and post-process like ``VAE.decode`` (``process_output``, ``vae_dtype``,
+    ``device``, ``output_device``) -> ``[F, 3, H, W]`` in 0..1."""
+    decoded = vae.first_stage_model.decode(latents.to(device=vae.device, dtype=vae.vae_dtype))
+    return vae.process_output(decoded.to(vae.output_device).float())
+
+
+def load_vae_for_decoding(vae: Any, latent_shape: tuple, frames: int) -> None:
+    """Load the VAE with room for decoding ``frames`` frames at once (``memory_used_decode`` is per frame)."""
+    memory = vae.memory_used_decode(latent_shape, vae.vae_dtype) * frames
+    load_models([vae.patcher], memory, vae.disable_offload)
+
+
+def encode_images(vae: Any, pixels: torch.Tensor) -> torch.Tensor:
+    """``VAE.encode(pixels)``: IMAGE ``[N, H, W, 3]`` in 0..1 -> unscaled latents (the posterior mean), in at
+    least float32. ``VAE.encode`` computes in ``vae.vae_dtype`` (bf16 on recent NVIDIA cards); for the call,
+    that attribute and every part of ``first_stage_model`` but its ``decoder`` are made float32, then restored
+    (bf16/fp16 -> float32 -> bf16/fp16 is exact)."""
+    dtype = vae.vae_dtype
+    if dtype in (torch.float32, torch.float64):
+        return vae.encode(pixels)
+    load_models([vae.patcher], 0, vae.disable_offload)  # placed first, so that loading does not undo the cast
+    parts = [module for name, module in vae.first_stage_model.named_children() if name != "decoder"]
+    try:
+        vae.vae_dtype = torch.float32
+        for part in parts:
+            part.to(torch.float32)
+        return vae.encode(pixels)
+    finally:
+        for part in parts:
+            part.to(dtype)
+        vae.vae_dtype = dtype
+
+
+def decode_images(vae: Any, latents: torch.Tensor) -> torch.Tensor:
+    """``VAE.decode(latents)``: frame by frame for an image VAE -> IMAGE ``[N, H, W, 3]``."""
+    return vae.decode(latents)
+
+
+def vae_latent_layout(vae: Any) -> tuple[int, int]:
+    """``(latent_channels, latent_dim)`` of a loaded VAE (``latent_dim`` 2 for image VAEs), after
+    ``throw_exception_if_invalid()`` has rejected a VAE that failed to load."""
+    vae.throw_exception_if_invalid()
+    return vae.latent_channels, vae.latent_dim

@@ -1,0 +1,113 @@
+"""Cinemo Load Temporal VAE: the released diffusers temporal decoder as ComfyUI's own VAE.
+
+ComfyUI reads SVD's temporal decoder only in SGM keys; the weights are converted and handed to
+``comfy.sd.VAE``, so the result works with every core VAE node.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from comfy_api.latest import io
+
+from .comfy_compat import VAE, has_temporal_decoder, load_weights
+from .temporal_vae_files import available_temporal_vaes, weight_file
+from .temporal_vae_weights import (
+    TemporalVAEFormatError,
+    check_svd_architecture,
+    convert_temporal_vae_state_dict,
+    infer_architecture,
+    is_diffusers_temporal_vae,
+    is_sgm_temporal_vae,
+)
+
+
+def build_temporal_vae(state_dict: dict[str, torch.Tensor]) -> VAE:
+    """A ComfyUI VAE from temporal-VAE weights in diffusers keys (converted here) or SGM keys.
+
+    Raises:
+        TemporalVAEFormatError: if the weights are not an SVD-sized temporal VAE, or some are missing.
+    """
+    if is_diffusers_temporal_vae(state_dict):
+        check_svd_architecture(infer_architecture(state_dict))
+        state_dict = convert_temporal_vae_state_dict(state_dict)
+    elif not is_sgm_temporal_vae(state_dict):
+        raise TemporalVAEFormatError(
+            "This file is not a temporal-decoder VAE (AutoencoderKLTemporalDecoder in diffusers keys, or SVD's VAE "
+            "in SGM keys); for an ordinary VAE use ComfyUI's Load VAE node."
+        )
+    vae = VAE(sd=state_dict)
+    if not has_temporal_decoder(vae):
+        raise TemporalVAEFormatError("ComfyUI did not build a temporal decoder from these weights.")
+    missing = sorted(set(vae.first_stage_model.state_dict()) - set(state_dict))
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        raise TemporalVAEFormatError(f"The temporal VAE lacks {len(missing)} weights ({shown}).")
+    return vae
+
+
+#: Where the README tells users to put the released temporal VAE.
+README_PATH = "models/cinemo/Cinemo/vae_temporal_decoder/"
+
+
+def missing_vae_error(name: str | None) -> str | None:
+    """Why ``name`` cannot be loaded (None when it is listed)."""
+    found = available_temporal_vaes()
+    if name in found:
+        return None
+    listed = f"the ones found are {', '.join(found)}" if found else "none was found"
+    return (
+        f"there is no temporal VAE named {name!r} ({listed}). Put the released vae_temporal_decoder "
+        f"folder (config.json + diffusion_pytorch_model.safetensors) at {README_PATH} (README: Weight files), "
+        "or a .safetensors of it into models/vae, then press Refresh (R)."
+    )
+
+
+def load_temporal_vae(name: str) -> VAE:
+    """Load the temporal VAE the loader lists as ``name``."""
+    if error := missing_vae_error(name):
+        raise FileNotFoundError(f"vae_name: {error}")
+    path = weight_file(available_temporal_vaes()[name])
+    logging.info("Cinemo: loading temporal VAE %s", path)
+    return build_temporal_vae(load_weights(str(path)))
+
+
+class CinemoTemporalVAELoader(io.ComfyNode):
+    """Load Cinemo's ``vae_temporal_decoder`` (diffusers format) as a normal ComfyUI VAE."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="CinemoTemporalVAELoader",
+            display_name="Cinemo Load Temporal VAE",
+            category="Cinemo",
+            description=(
+                "Loads the temporal-decoder VAE Cinemo decodes with (SVD's AutoencoderKLTemporalDecoder), which "
+                "ComfyUI's Load VAE cannot read in diffusers format. Lists diffusers folders (config.json + "
+                "diffusion_pytorch_model.safetensors, e.g. Cinemo/vae_temporal_decoder) and single safetensors "
+                "files under models/cinemo and models/vae. The VAE works with all VAE nodes; decode clips with "
+                "Cinemo Temporal VAE Decode to keep the official 14-frame chunks."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "vae_name",
+                    options=list(available_temporal_vaes()),
+                    tooltip="A temporal VAE under models/cinemo or models/vae: a diffusers folder such as "
+                    "Cinemo/vae_temporal_decoder, or a .safetensors file of its weights.",
+                ),
+            ],
+            outputs=[io.Vae.Output(display_name="vae", tooltip="The temporal VAE, usable by any VAE node.")],
+        )
+
+    @classmethod
+    def validate_inputs(cls, vae_name: str | None = None) -> bool | str:
+        # named, so ComfyUI leaves the (possibly empty) list to this check; it prefixes the input's name
+        return vae_name is None or missing_vae_error(vae_name) or True
+
+    @classmethod
+    def execute(cls, vae_name: str) -> io.NodeOutput:
+        return io.NodeOutput(load_temporal_vae(vae_name))
+
+
+NODES: list[type[io.ComfyNode]] = [CinemoTemporalVAELoader]

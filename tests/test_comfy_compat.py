@@ -1,0 +1,297 @@
+"""Each reliance of ``nodes/comfy_compat.py`` on ComfyUI's internals, pinned by one test of the entry's name.
+
+When a ComfyUI update breaks one of them, the test named after it fails and says what changed.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+from comfy_models import pack_module
+from safetensors.torch import save_file
+from torch import nn
+
+
+@pytest.fixture(scope="module")
+def compat(comfyui):
+    return pack_module("nodes.comfy_compat")
+
+
+def parameters(function) -> list[str]:
+    return list(inspect.signature(function).parameters)
+
+
+class RecordingUNet(nn.Module):
+    """A stand-in diffusion model that records how BaseModel builds it."""
+
+    built_with: dict = {}
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        RecordingUNet.built_with = kwargs
+        self.weight = nn.Parameter(torch.zeros(1, dtype=kwargs.get("dtype")))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+
+def test_base_model_builds_unet_model_from_the_config(compat):
+    config = compat.ModelConfig({"width": 3})
+    config.set_inference_dtype(torch.float32, None)
+    model = compat.BaseModel(config, compat.EPS_PREDICTION, device="cpu", unet_model=RecordingUNet)
+    assert isinstance(model.diffusion_model, RecordingUNet)
+    assert RecordingUNet.built_with["width"] == 3
+    assert {"dtype", "device", "operations"} <= set(RecordingUNet.built_with)
+    assert model.get_dtype() == torch.float32 and model.manual_cast_dtype is None
+
+
+def test_base_model_extra_conds_gets_noise_device_and_the_conditioning_keys(compat):
+    import comfy.samplers
+
+    seen = {}
+
+    def extra_conds(**kwargs):
+        seen.update(kwargs)
+        return {}
+
+    noise = torch.zeros(1, 4, 3, 8, 16)
+    conds = [{"cross_attn": torch.zeros(1, 77, 8), "cinemo_first_frame": torch.ones(1, 4, 8, 16), "model_conds": {}}]
+    comfy.samplers.encode_model_conds(extra_conds, conds, noise, "cpu", "negative")
+    assert seen["noise"] is noise and seen["device"] == "cpu" and seen["prompt_type"] == "negative"
+    assert seen["cinemo_first_frame"] is conds[0]["cinemo_first_frame"] and "cross_attn" in seen
+
+
+def test_base_model_memory_required_is_called_with_the_latent_shape_and_cond_shapes(compat):
+    import comfy.sampler_helpers
+
+    assert parameters(compat.BaseModel.memory_required)[1:] == ["input_shape", "cond_shapes"]
+    assert "cond_shapes=" in inspect.getsource(comfy.sampler_helpers.estimate_memory)
+    assert parameters(compat.BaseModel.extra_conds_shapes)[1:] == ["kwargs"]
+
+
+def test_model_config_takes_unet_config_and_inference_dtypes(compat):
+    config = compat.ModelConfig({"anything": 1})
+    config.set_inference_dtype(torch.float8_e4m3fn, torch.float32)
+    assert config.unet_config["anything"] == 1
+    assert config.unet_config["dtype"] == torch.float8_e4m3fn and config.manual_cast_dtype == torch.float32
+    assert {"sampling_settings", "latent_format", "supported_inference_dtypes"} <= set(dir(compat.ModelConfig))
+
+
+def test_sd15_latent_format_scale_and_preview_layout(compat, monkeypatch):
+    import latent_preview
+    from comfy.cli_args import LatentPreviewMethod, args
+
+    monkeypatch.setattr(args, "preview_method", LatentPreviewMethod.Latent2RGB)
+    latent_format = compat.SD15LatentFormat()
+    assert latent_format.scale_factor == 0.18215
+    assert len(latent_format.latent_rgb_factors) == 4
+    latent_format.latent_dimensions = 3
+    latent_format.taesd_decoder_name = None
+    previewer = latent_preview.get_previewer(torch.device("cpu"), latent_format)
+    image = previewer.decode_latent_to_preview(torch.zeros(1, 4, 3, 8, 16))
+    assert image.size == (16, 8)
+
+
+def test_model_sampling_discrete_set_sigmas(compat):
+    class Sampling(compat.ModelSamplingDiscrete, compat.EpsilonPrediction):
+        pass
+
+    sampling = Sampling(None)
+    sigmas = torch.linspace(0.1, 10.0, 100)
+    sampling.set_sigmas(sigmas)
+    assert float(sampling.sigma_max) == pytest.approx(10.0) and float(sampling.sigma_min) == pytest.approx(0.1)
+    assert float(sampling.timestep(sigmas[42])) == pytest.approx(42.0)
+
+
+def test_default_operations_embedding_takes_out_dtype(compat):
+    import comfy.ops
+
+    assert compat.default_operations.Embedding(4, 3)(torch.tensor([1]), out_dtype=torch.float32).dtype == torch.float32
+    casting = comfy.ops.manual_cast.Embedding(4, 3, dtype=torch.float16)  # what fp8 / manual-cast weights use
+    nn.init.ones_(casting.weight)
+    assert casting(torch.tensor([1]), out_dtype=torch.float32).dtype == torch.float32
+    for layer in ("Conv2d", "Linear", "GroupNorm", "LayerNorm"):
+        assert issubclass(getattr(compat.default_operations, layer), getattr(nn, layer))
+
+
+def test_cond_regular_batches_per_sample_and_cond_constant_stays_one_value(compat):
+    first, second = compat.CONDRegular(torch.zeros(1, 2)), compat.CONDRegular(torch.ones(1, 2))
+    assert torch.equal(first.concat([second]), torch.tensor([[0.0, 0.0], [1.0, 1.0]]))
+    constant = compat.CONDConstant(90.0)
+    assert constant.can_concat(compat.CONDConstant(90.0)) and constant.concat([compat.CONDConstant(90.0)]) == 90.0
+    assert not constant.can_concat(compat.CONDConstant(80.0))
+
+
+def test_model_patcher_takes_load_and_offload_devices(compat):
+    assert {"model", "load_device", "offload_device"} <= set(parameters(compat.ModelPatcher.__init__))
+
+
+def test_storage_and_manual_cast_dtype(compat):
+    state_dict = {"w": torch.zeros(3, dtype=torch.float16)}
+    dtype = compat.storage_dtype(state_dict, [torch.float16, torch.bfloat16, torch.float32])
+    assert dtype in (torch.float16, torch.bfloat16, torch.float32)
+    assert compat.manual_cast_dtype(torch.float8_e4m3fn, torch.device("cpu"), [torch.float32]) == torch.float32
+    assert compat.manual_cast_dtype(torch.float32, torch.device("cpu"), [torch.float32]) is None
+    assert isinstance(compat.load_device(), torch.device) and isinstance(compat.offload_device(), torch.device)
+    assert isinstance(compat.intermediate_device(), torch.device)
+
+
+def test_throw_if_interrupted(compat):
+    import comfy.model_management
+
+    compat.throw_if_interrupted()
+    comfy.model_management.interrupt_current_processing(True)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            compat.throw_if_interrupted()
+    finally:
+        comfy.model_management.interrupt_current_processing(False)
+
+
+def test_load_models(compat):
+    import comfy.model_management
+
+    assert {"memory_required", "force_full_load"} <= set(parameters(comfy.model_management.load_models_gpu))
+
+
+def test_run_diffusion_model_wrappers(compat):
+    import comfy.patcher_extension
+
+    calls = []
+
+    def wrapper(executor, x, *args, **kwargs):
+        calls.append("wrapper")
+        return executor(x + 1, *args, **kwargs)
+
+    options = {}
+    comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "test", wrapper,
+                                                 options, is_model_options=False)
+    result = compat.run_diffusion_model_wrappers(lambda x, scale: x * scale, object(), options, 1, scale=10)
+    assert calls == ["wrapper"] and result == 20
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_kernel(compat, masked):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 5, 4) for _ in range(3))
+    bias = torch.randn(1, 2, 5, 5) if masked else None
+    kernel = compat.attention_kernel(torch.device("cpu"), masked=masked)
+    out = kernel(q, k, v, 2, mask=bias, skip_reshape=True, transformer_options={})
+    expected = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert out.shape == (3, 5, 8)  # [B, N, heads * D]
+    assert torch.allclose(out, expected.transpose(1, 2).reshape(3, 5, 8), atol=1e-5)
+
+
+def test_attention_is_memory_efficient(compat):
+    from comfy.ldm.modules import attention
+
+    for name in ("optimized_attention", "attention_sub_quad", "attention_split", "attention_basic"):
+        assert callable(getattr(attention, name))
+    assert isinstance(compat.attention_is_memory_efficient(), bool)
+
+
+def test_sampler_and_scheduler_names(compat):
+    assert {"ddim", "euler", "dpmpp_2m", "uni_pc"} <= set(compat.sampler_names())
+    assert {"karras", "ddim_uniform", "normal"} <= set(compat.scheduler_names())
+
+
+def test_scheduler_sigmas(compat, golden_model):
+    euler = compat.scheduler_sigmas(golden_model, 5, "euler", "karras")
+    uni_pc = compat.scheduler_sigmas(golden_model, 5, "uni_pc", "karras")
+    assert euler.shape == uni_pc.shape == (6,) and float(euler[-1]) == 0.0
+    assert not torch.allclose(euler, uni_pc)  # the sampler takes part: uni_pc drops the penultimate sigma
+
+
+def test_fit_latent_channels(compat, golden_model):
+    wrong = torch.zeros(1, 16, 3, 8, 8)
+    assert compat.fit_latent_channels(golden_model, wrong).shape == (1, 4, 3, 8, 8)
+    right = torch.ones(1, 4, 3, 8, 8)
+    assert compat.fit_latent_channels(golden_model, right) is right
+
+
+def test_sample_with_guidance(compat):
+    import comfy.samplers
+    import latent_preview
+
+    assert parameters(comfy.samplers.CFGGuider.sample)[1:9] == [
+        "noise", "latent_image", "sampler", "sigmas", "denoise_mask", "callback", "disable_pbar", "seed"
+    ]
+    assert parameters(latent_preview.prepare_callback)[:2] == ["model", "steps"]
+    assert callable(comfy.samplers.sampler_object)
+
+
+def test_conditioning_with(compat):
+    text = torch.zeros(1, 77, 8)
+    conditioning = [[text, {"pooled_output": None}]]
+    out = compat.conditioning_with(conditioning, {"cinemo_motion_id": 90.0})
+    assert out[0][0] is text and out[0][1] == {"pooled_output": None, "cinemo_motion_id": 90.0}
+    assert conditioning[0][1] == {"pooled_output": None}
+
+
+def test_progress_bar(compat):
+    import comfy.utils
+
+    updates = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, **kwargs: updates.append((value, total)))
+    try:
+        bar = compat.ProgressBar(3)
+        bar.update(1)
+        bar.update(1)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    assert updates == [(1, 3), (2, 3)]
+
+
+def test_model_folders(compat, tmp_path):
+    import folder_paths
+
+    assert isinstance(compat.models_dir(), str)
+    compat.register_model_folder("cinemo_compat_test", str(tmp_path), {".safetensors"})
+    compat.register_model_folder("cinemo_compat_test", str(tmp_path), {".safetensors"})
+    paths, extensions = folder_paths.folder_names_and_paths["cinemo_compat_test"]
+    assert paths == [str(tmp_path)] and extensions == {".safetensors"}
+    assert compat.model_folder_paths("cinemo_compat_test") == [str(tmp_path)]
+    assert compat.model_folder_paths("no_such_folder_here") == []
+
+
+def test_load_weights(compat, tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_file({"a": torch.arange(3.0)}, str(path))
+    assert torch.equal(compat.load_weights(str(path))["a"], torch.arange(3.0))
+
+
+@pytest.fixture(scope="module")
+def svd_vae(compat):
+    """ComfyUI's SVD VAE, built from nothing but its SGM marker key, with random weights."""
+    vae = compat.VAE(sd={"decoder.mid.block_1.mix_factor": torch.zeros(1)})
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in vae.first_stage_model.parameters():  # missing weights are left uninitialised
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.02)
+    return vae
+
+
+def test_has_temporal_decoder(compat, svd_vae):
+    assert compat.has_temporal_decoder(svd_vae)
+    assert not compat.has_temporal_decoder(object())
+
+
+def test_decode_as_one_clip(compat, svd_vae):
+    frames = compat.decode_as_one_clip(svd_vae, torch.zeros(3, 4, 2, 2))
+    assert frames.shape == (3, 3, 16, 16) and frames.dtype == torch.float32
+    assert 0.0 <= float(frames.min()) and float(frames.max()) <= 1.0
+
+
+def test_load_vae_for_decoding(compat, svd_vae):
+    compat.load_vae_for_decoding(svd_vae, (3, 4, 2, 2), 3)
+    assert svd_vae.memory_used_decode((3, 4, 2, 2), svd_vae.vae_dtype) > 0
+
+
+def test_encode_and_decode_images_and_latent_layout(compat, svd_vae):
+    assert compat.vae_latent_layout(svd_vae) == (4, 2)
+    latents = compat.encode_images(svd_vae, torch.rand(1, 16, 16, 3))
+    assert latents.shape == (1, 4, 2, 2)
+    assert compat.decode_images(svd_vae, latents).shape == (1, 16, 16, 3)

@@ -107,7 +107,8 @@ def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) ->
     parser.add_argument("--cfg", type=float, default=mode.guidance, help=mode.guidance_help)
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                        help=f"frames in the video, the first frame included (default {DEFAULT_FRAMES})")
+                        help=f"frames in the video, the first frame included (default {DEFAULT_FRAMES}; more than "
+                        "16 are sampled in overlapping windows of 16)")
     parser.add_argument("--size", type=_size, default=(DEFAULT_WIDTH, DEFAULT_HEIGHT), metavar="WxH",
                         help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frame rate (default {DEFAULT_FPS:g})")
@@ -153,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         dct_noise_timestep=DEFAULT_DCT_NOISE_TIMESTEP,
         dct_help="DCTInit: timestep the image is noised to",
     ))
+    parser.add_argument("--loop", action="store_true",
+                        help="make the video end where it starts, to play on repeat: the last quarter of the "
+                        "frames (at least 4) glides back to the input image")
     return parser
 
 
@@ -234,7 +238,7 @@ def _validated(settings):
 def _settings_from(args: argparse.Namespace) -> AnimationSettings:
     from .pipeline import AnimationSettings
 
-    return _validated(AnimationSettings(**_shared_settings(args)))
+    return _validated(AnimationSettings(**_shared_settings(args), loop=args.loop))
 
 
 def _transfer_settings_from(args: argparse.Namespace) -> TransferSettings:

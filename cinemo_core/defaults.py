@@ -23,3 +23,9 @@ OFFICIAL_DECODE_CHUNK = 14
 DEFAULT_EDIT_NOISE_TIMESTEP = 985
 DEFAULT_EDIT_LOW_PASS = DEFAULT_DCT_LOW_PASS
 DEFAULT_TRANSFER_GUIDANCE = 1.0
+#: Videos longer than TRAINED_FRAMES are sampled in context windows of TRAINED_FRAMES - 1 generated frames (every
+#: window also gets the input image); overlap, schedule and fuse method (ComfyUI's names) chosen by measurement
+#: (README, "Long videos and loops").
+CONTEXT_WINDOW_OVERLAP = 4
+CONTEXT_WINDOW_SCHEDULE = "standard_uniform"
+CONTEXT_WINDOW_FUSE = "relative"

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from .components import CinemoComponents, decode_video, encode_image, encode_prompts
+from .context_windows import LONG_VIDEO_WINDOWS
 from .dct_init import INIT_MODES, init_noise
 from .defaults import (
     DEFAULT_DCT_LOW_PASS,
@@ -45,6 +46,7 @@ from .defaults import (
     MIN_SIDE,
     TRAINED_FRAMES,
 )
+from .loop import default_ramp
 from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
 from .preprocess import check_size, fit_image, load_image
 from .sampling import sample_residual
@@ -75,6 +77,7 @@ class AnimationSettings:
         init: ``"dct"`` (Cinemo's DCTInit, official), ``"fft"`` (FreeInit-style) or ``"plain"`` noise.
         dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
         dct_noise_timestep: DCTInit's / FFT init's noise timestep, 0..999 (official 975).
+        loop: end where the video starts, to play on repeat (see :mod:`cinemo_core.loop`).
     """
 
     prompt: str = ""
@@ -90,6 +93,7 @@ class AnimationSettings:
     init: str = DEFAULT_INIT
     dct_low_pass: float = DEFAULT_DCT_LOW_PASS
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
+    loop: bool = False
 
     @classmethod
     def _official(cls, name: str) -> object:
@@ -140,14 +144,16 @@ class AnimationSettings:
                 f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
                 f"got {self.dct_noise_timestep!r}."
             )
+        if not isinstance(self.loop, bool):
+            raise ValueError(f"loop must be True or False, got {self.loop!r}.")
 
     def quality_warnings(self) -> list[str]:
         """Settings that run but leave what the model was trained on."""
         notes = []
         if self.num_frames > TRAINED_FRAMES:
             notes.append(
-                f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}; longer clips tend to get "
-                "jittery. For longer videos, animate again from the last frame."
+                f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
+                f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
         if (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
             notes.append(
@@ -257,6 +263,8 @@ def animate(
         guidance_scale=float(settings.guidance_scale),
         callback=_on_step,
         schedule=schedule,
+        windows=LONG_VIDEO_WINDOWS,
+        loop_ramp=default_ramp(settings.num_frames - 1) if settings.loop else 0,
     )
     video = decode_video(
         components.vae,

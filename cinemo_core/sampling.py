@@ -8,12 +8,15 @@ two halves are combined as ``u + s * (c - u)``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 
+from .context_windows import ContextWindows, windowed_prediction
 from .finite import check_model_output
+from .loop import pull_towards_first_frame, return_weights
 from .schedule import CinemoSchedule
 
 
@@ -118,6 +121,8 @@ def sample_residual(
     callback: StepCallback | None = None,
     generator: torch.Generator | None = None,
     schedule: CinemoSchedule | None = None,
+    windows: ContextWindows | None = None,
+    loop_ramp: int = 0,
 ) -> torch.Tensor:
     """Denoise the motion residual with DDIM over the official timesteps.
 
@@ -136,6 +141,10 @@ def sample_residual(
         callback: ``callback(step_index, total_steps, timestep, latents)`` after each step.
         generator: random source for the ``eta > 0`` noise.
         schedule: the noise schedule (default: the official one).
+        windows: context windows for residuals longer than ``windows.length`` frames (see
+            :mod:`cinemo_core.context_windows`); shorter residuals are sampled in one pass, exactly as without.
+        loop_ramp: for a seamless loop, the last ``loop_ramp`` frames glide back to the first frame
+            (see :mod:`cinemo_core.loop`); 0 = off.
 
     Returns:
         The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.
@@ -153,9 +162,18 @@ def sample_residual(
         init_latents, base_content, context, negative_context, motion_ids, guidance_scale
     )
 
+    num_frames = init_latents.shape[2]
+    loop_weights = return_weights(num_frames, loop_ramp) if loop_ramp else None
+    windowed = windows is not None and windows.applies_to(num_frames)
+
     latents = init_latents
     for i, t in enumerate(timesteps.tolist()):
-        eps = conditioning.eps(unet, latents, t)
+        if windowed:  # each window is one guided UNet call on a slice of the residual frames
+            eps = windowed_prediction(functools.partial(conditioning.eps, unet, t=t), latents, windows, step=i)
+        else:
+            eps = conditioning.eps(unet, latents, t)
+        if loop_weights is not None:
+            eps = pull_towards_first_frame(eps, latents, t, schedule, loop_weights)
         latents = schedule.ddim_step(eps, t, latents, steps, eta=eta, generator=generator)
         if callback is not None:
             callback(i, len(timesteps), t, latents)

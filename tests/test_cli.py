@@ -149,6 +149,25 @@ def test_seed_makes_runs_repeatable_and_settings_matter(image, out_dir):
     assert not np.array_equal(a, d)
 
 
+def test_long_looping_video_uses_windows_and_the_loop(image, out_dir, capsys, monkeypatch):
+    """--frames above 16 goes through the context windows, --loop through the loop ramp, into the video."""
+    from cinemo_core import pipeline
+
+    seen = {}
+    real = pipeline.sample_residual
+
+    def recording(*args, **kwargs):
+        seen.update(frames=args[1].shape[2], windows=kwargs["windows"], loop_ramp=kwargs["loop_ramp"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "sample_residual", recording)
+    out = out_dir / "loop.gif"
+    assert run_cli([image, "--demo", "--out", out, "--steps", "1", "--size", "64x64", "--frames", "21", "--loop"]) == 0
+    assert seen == {"frames": 20, "windows": pipeline.LONG_VIDEO_WINDOWS, "loop_ramp": 5}
+    assert "overlapping windows" in capsys.readouterr().err
+    assert probe_video(out).num_frames == 21
+
+
 def test_existing_output_is_replaced(image, out_dir):
     out = out_dir / "clip.gif"
     out.write_bytes(b"old")
@@ -289,5 +308,5 @@ def test_help_lists_the_options(capsys):
     assert run_cli(["--help"]) == 0
     text = capsys.readouterr().out
     for flag in ("--demo", "--model", "--intensity", "--cfg", "--frames", "--size", "--no-dct", "--dct-low-pass",
-                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt"):
+                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop"):
         assert flag in text

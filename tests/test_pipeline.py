@@ -33,9 +33,10 @@ def captured(monkeypatch):
     calls = {}
 
     def fake_sample_residual(unet, init_latents, base_content, context, negative_context, motion_ids, *,
-                             steps, guidance_scale, callback, schedule):
+                             steps, guidance_scale, callback, schedule, windows, loop_ramp):
         calls.update(init=init_latents, base=base_content, context=context, negative=negative_context,
-                     motion_ids=motion_ids, steps=steps, guidance_scale=guidance_scale, unet=unet)
+                     motion_ids=motion_ids, steps=steps, guidance_scale=guidance_scale, unet=unet, windows=windows,
+                     loop_ramp=loop_ramp)
         for i in range(steps):
             callback(i, steps, 0, init_latents)
         return torch.zeros_like(init_latents)
@@ -134,8 +135,31 @@ def test_random_seed_is_reported(demo, image, captured):
         ({"width": 100}, "multiple of 8"),
         ({"init": "wavelet"}, "init must be one of"),
         ({"steps": 1000}, "steps"),
+        ({"loop": "yes"}, "loop must be True or False"),
     ],
 )
 def test_bad_settings_are_refused(demo, image, changes, message):
     with pytest.raises(ValueError, match=message):
         animate(demo, image, AnimationSettings(**changes))
+
+
+def test_long_videos_use_the_long_video_windows_and_loops_a_quarter(demo, image, captured):
+    from cinemo_core.pipeline import LONG_VIDEO_WINDOWS
+
+    animate(demo, image, AnimationSettings(seed=1, num_frames=41, width=64, height=64, steps=1))
+    assert captured["windows"] is LONG_VIDEO_WINDOWS and captured["loop_ramp"] == 0
+    assert (LONG_VIDEO_WINDOWS.length, LONG_VIDEO_WINDOWS.overlap) == (15, 4)
+    animate(demo, image, AnimationSettings(seed=1, num_frames=41, width=64, height=64, steps=1, loop=True))
+    assert captured["loop_ramp"] == 10  # a quarter of the 40 generated frames
+
+
+def test_windowed_loop_runs_end_to_end(demo, image):
+    """40 frames in windows: every frame decoded; with --loop the last frame comes back towards the first."""
+    seams = {}
+    for loop in (False, True):
+        settings = AnimationSettings(seed=2, num_frames=40, width=64, height=64, steps=2, loop=loop)
+        assert any("overlapping windows" in note for note in settings.quality_warnings())
+        frames = animate(demo, image, settings).frames
+        assert frames.shape == (40, 64, 64, 3)
+        seams[loop] = np.abs(frames[-1].astype(float) - frames[0]).mean()
+    assert seams[True] < 0.9 * seams[False]

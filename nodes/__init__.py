@@ -4,10 +4,12 @@ from comfy_api.latest import ComfyExtension, io
 
 from . import (
     conditioning,
+    context_windows,
     first_frame,
     init_noise,
     invert_motion,
     last_frame,
+    loop,
     model_loader,
     motion,
     residual_to_frames,
@@ -21,6 +23,7 @@ from . import (
 NODE_MODULES = (
     model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,
     temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion, last_frame,
+    context_windows, loop,
 )
 
 

@@ -12,6 +12,7 @@ from typing import Any, Callable
 import torch
 
 import comfy.conds
+import comfy.context_windows
 import comfy.latent_formats
 import comfy.model_base
 import comfy.model_management
@@ -54,6 +55,41 @@ CONDRegular = comfy.conds.CONDRegular
 CONDConstant = comfy.conds.CONDConstant
 ModelPatcher = comfy.model_patcher.ModelPatcher
 VAE = comfy.sd.VAE
+
+
+# --- context windows and guidance patches -----------------------------------------------------------------
+
+#: Subclassed: ``set_step(timestep, model_options)`` finds the step in ``transformer_options["sample_sigmas"]``
+#: (uniform schedules need it); ``get_context_windows(model, x_in, model_options)`` returns the windows;
+#: ``__init__(context_schedule, fuse_method, context_length, context_overlap, context_stride, closed_loop, dim)``.
+ContextHandler = comfy.context_windows.IndexListContextHandler
+#: Subclassed: ``get_tensor(full, device=None, dim=None)`` slices ``full`` along ``dim`` (the handler fetches
+#: the per-sample timestep with ``dim=0``); ``index_list`` and ``dim`` attributes.
+ContextWindow = comfy.context_windows.IndexListContextWindow
+
+
+def context_schedule(name: str) -> Any:
+    """A schedule of ``comfy.context_windows`` by its Combo name (``get_matching_context_schedule``)."""
+    return comfy.context_windows.get_matching_context_schedule(name)
+
+
+def context_fuse_method(name: str) -> Any:
+    """A fuse method of ``comfy.context_windows`` by its Combo name (``get_matching_fuse_method``)."""
+    return comfy.context_windows.get_matching_fuse_method(name)
+
+
+def use_context_windows(model: Any, handler: Any) -> None:
+    """Make ``calc_cond_batch`` evaluate ``model`` (a clone) window by window: ``model_options["context_handler"]``,
+    and the PREPARE_SAMPLING wrapper that sizes the load-time memory estimate for one window
+    (``create_prepare_sampling_wrapper``), as core Context Windows (Manual) does."""
+    model.model_options["context_handler"] = handler
+    comfy.context_windows.create_prepare_sampling_wrapper(model)
+
+
+def add_post_cfg_function(model: Any, function: Callable) -> None:
+    """``ModelPatcher.set_model_sampler_post_cfg_function``: ``function(args)`` gets ``args["denoised"]`` (x0
+    after guidance, the whole latent) and returns the x0 the sampler steps with."""
+    model.set_model_sampler_post_cfg_function(function)
 
 
 # --- model building and memory ----------------------------------------------------------------------------

@@ -191,3 +191,173 @@ def test_memory_estimate_sees_one_window(golden_model, golden, monkeypatch):
     comfy_run(model, golden, frames=64, steps=1)
     assert shapes and {shape[2] for shape in shapes} == {15}
     assert original([2, 4, 15, 8, 16]) == original([2, 4, 15, 8, 16])
+
+
+# --- the pack's nodes: Cinemo Context Windows and Cinemo Seamless Loop ------------------------------------
+
+def cinemo_windows(model, **settings):
+    inputs = {"window_frames": 16, "overlap": 4, "schedule": STANDARD_UNIFORM, "fuse_method": RELATIVE, **settings}
+    (windowed,) = call_node("CinemoContextWindows", model=model, **inputs)
+    return windowed
+
+
+def cinemo_loop(model, ramp_frames=0):
+    (looped,) = call_node("CinemoSeamlessLoop", model=model, ramp_frames=ramp_frames)
+    return looped
+
+
+def test_node_defaults_are_the_cores(comfyui):
+    from cinemo_core.context_windows import LONG_VIDEO_WINDOWS
+
+    schema = comfyui.node_classes["CinemoContextWindows"].INPUT_TYPES()["required"]
+    assert schema["window_frames"][1]["default"] - 1 == LONG_VIDEO_WINDOWS.length
+    assert schema["overlap"][1]["default"] == LONG_VIDEO_WINDOWS.overlap
+    assert schema["schedule"][1]["default"] == LONG_VIDEO_WINDOWS.schedule
+    assert schema["fuse_method"][1]["default"] == LONG_VIDEO_WINDOWS.fuse
+
+
+@pytest.mark.parametrize("loop", [False, True])
+def test_nodes_sample_what_the_core_samples(golden_model, golden, loop):
+    """The same tiny graph through the nodes and through cinemo_core (its CLI's defaults) agrees within 1e-4."""
+    from cinemo_core.context_windows import LONG_VIDEO_WINDOWS
+
+    model = cinemo_windows(golden_model)
+    if loop:
+        model = cinemo_loop(model)
+    theirs, x_t = comfy_run(model, golden, frames=27, steps=3)
+    ours = core_run(golden, x_t, steps=3, windows=LONG_VIDEO_WINDOWS, loop_ramp=default_ramp(26) if loop else 0)
+    error = relative_error(ours, theirs)
+    print(f"nodes (windows{' + loop' if loop else ''}) vs core, 26 residual frames: relative error {error:.1e}")
+    assert error <= 1e-4
+    assert relative_error(core_run(golden, x_t, steps=3), theirs) > 1e-2
+
+
+@pytest.mark.parametrize("schedule", [STANDARD_UNIFORM, STANDARD_STATIC, BATCHED])
+def test_videos_within_one_window_are_sampled_exactly_as_without(golden_model, golden, schedule):
+    plain, _ = comfy_run(golden_model, golden, frames=16, steps=2)
+    windowed, _ = comfy_run(cinemo_windows(golden_model, schedule=schedule), golden, frames=16, steps=2)
+    assert torch.equal(plain, windowed)
+
+
+def test_every_window_gets_the_first_frame_and_motion_id_and_windows_cover_the_video(golden_model, golden):
+    import comfy.patcher_extension
+
+    calls = []
+
+    def record(executor, x, timesteps, context, control, transformer_options, **kwargs):
+        window = transformer_options.get("context_window")
+        calls.append((tuple(x.shape), kwargs["base_content"].clone(), float(kwargs["motion_ids"]),
+                      list(window.index_list) if window is not None else None))
+        return executor(x, timesteps, context, control, transformer_options, **kwargs)
+
+    model = cinemo_windows(golden_model)
+    comfy.patcher_extension.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "record", record,
+                                                 model.model_options, is_model_options=True)
+    comfy_run(model, golden, frames=41, steps=2)
+    assert len(calls) > 4
+    first = golden["base_content"].expand(2, -1, -1, -1, -1)
+    for shape, base, motion_id, index_list in calls:
+        assert shape == (2, 4, 15, 8, 16)  # cond and uncond of one window of 15 residual frames
+        assert torch.allclose(base, first) and motion_id == MOTION_ID
+        assert index_list is not None and len(index_list) == 15
+    assert set().union(*(set(index_list) for *_, index_list in calls)) == set(range(40))
+
+
+def test_memory_estimate_with_windows_is_one_windows(golden_model, golden, monkeypatch):
+    """A 64-frame run's traced step memory is within 10% of a 16-frame run's."""
+    model = cinemo_windows(golden_model)
+    seen = []
+    original = model.model.memory_required
+
+    def recording(input_shape, cond_shapes={}):  # noqa: B006 - ComfyUI's signature
+        seen.append(original(input_shape, cond_shapes=cond_shapes))
+        return seen[-1]
+
+    monkeypatch.setattr(model.model, "memory_required", recording)
+    comfy_run(model, golden, frames=16, steps=1)
+    sixteen = max(seen)
+    seen.clear()
+    comfy_run(model, golden, frames=64, steps=1)
+    assert max(seen) <= 1.10 * sixteen
+
+
+def test_several_videos_in_a_batch_each_come_out_as_alone(golden_model, golden):
+    """ComfyUI 0.3.64's own handler fails on a batch of videos (the timestep is per video); ours does not."""
+    import dataclasses
+
+    first = golden["base_content"][:, :, 0] / SCALE
+    both = torch.cat([first, first.flip(-1)])
+    gaussian = torch.randn(2, 4, 20, 8, 16, generator=torch.Generator().manual_seed(3))
+    model = cinemo_windows(golden_model)
+    outputs = []
+    for first_frame, base_noise in (({"samples": both}, gaussian), ({"samples": both[1:]}, gaussian[1:])):
+        positive, negative, latent = call_node(
+            "CinemoConditioning", positive=[[golden["encoder_hidden_states"], {}]],
+            negative=[[golden["negative_encoder_hidden_states"], {}]], first_frame=first_frame, intensity=0,
+            frames=21, raw_motion_id=MOTION_ID)
+        (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=0, low_pass=0.23, noise_timestep=975,
+                             mode="dct")
+        (sigmas,) = call_node("CinemoScheduler", steps=2)
+        (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=7.5)
+        (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+        output, _ = call_node("SamplerCustomAdvanced", noise=dataclasses.replace(noise, base_noise=base_noise),
+                              guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)
+        outputs.append(output["samples"])
+    assert outputs[0].shape == (2, 4, 20, 8, 16)
+    assert relative_error(outputs[0][1:], outputs[1]) <= 1e-5
+
+
+@pytest.mark.parametrize("sampler_name", ["heun", "dpmpp_2s_ancestral"])
+def test_multistage_samplers_run_with_windows(golden_model, golden, sampler_name):
+    positive, negative, latent, first_frame = conditioning(golden, 21)
+    (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=5, low_pass=0.23, noise_timestep=975,
+                         mode="dct")
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (guider,) = call_node("CFGGuider", model=cinemo_windows(golden_model), positive=positive, negative=negative, cfg=7.5)
+    (sampler,) = call_node("KSamplerSelect", sampler_name=sampler_name)
+    output, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                          latent_image=latent)
+    assert output["samples"].shape == latent["samples"].shape and torch.isfinite(output["samples"]).all()
+
+
+def seam_over_median_step(residual: torch.Tensor) -> float:
+    """|last frame - first frame| over the median frame-to-frame change, in latent space (the first frame's
+    residual is 0)."""
+    frames = torch.cat([torch.zeros_like(residual[:, :, :1]), residual], dim=2)
+    steps = (frames[:, :, 1:] - frames[:, :, :-1]).transpose(1, 2).flatten(2).norm(dim=-1)  # [N, F]
+    return float(residual[:, :, -1].flatten(1).norm(dim=-1).mean() / steps.median())
+
+
+def test_loop_node_pulls_the_last_frames_back_to_the_first_image(golden_model, golden):
+    plain, _ = comfy_run(golden_model, golden, frames=16, steps=4)
+    looped, _ = comfy_run(cinemo_loop(golden_model), golden, frames=16, steps=4)
+    without, with_loop = seam_over_median_step(plain), seam_over_median_step(looped)
+    print(f"seam / median frame-to-frame change: {without:.2f} without, {with_loop:.2f} with Cinemo Seamless Loop")
+    assert with_loop <= 1 / 3 < 1 / 2 <= without
+    ramp = default_ramp(15)
+    assert relative_error(looped[:, :, :15 - ramp], plain[:, :, :15 - ramp]) <= 0.5  # frames before the ramp keep moving
+
+
+def test_interrupt_stops_a_windowed_loop_within_one_step(golden_model, golden):
+    import comfy.model_management
+    import comfy.utils
+
+    seen = []
+
+    def hook(value, total, preview, node_id=None, prompt_id=None):
+        seen.append(value)
+        if value == 1:
+            comfy.model_management.interrupt_current_processing(True)
+
+    model = cinemo_loop(cinemo_windows(golden_model))
+    positive, negative, latent, first_frame = conditioning(golden, 41)
+    comfy.utils.set_progress_bar_global_hook(hook)
+    try:
+        with pytest.raises(comfy.model_management.InterruptProcessingException):
+            call_node("CinemoSampler", model=model, positive=positive, negative=negative, latent_image=latent,
+                      first_frame=first_frame, seed=0, steps=5, cfg=7.5, sampler_name="ddim", scheduler="cinemo_ddim",
+                      dct_init=True, low_pass=0.23, noise_timestep=975)
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+        comfy.model_management.interrupt_current_processing(False)
+    assert seen == [1]

@@ -43,6 +43,8 @@ REQUIRED_TYPES = {
     "cinemo_motion_from_video": {"LoadVideo", "CinemoMotionFromVideo"},
     "cinemo_motion_transfer": {"LoadVideo", "CinemoVideoEncode", "CinemoInvertMotion", "CinemoInitNoise",
                                "SamplerCustomAdvanced"},
+    "cinemo_long_video": {"CinemoContextWindows", "CinemoSampler", "CinemoTemporalVAEDecode"},
+    "cinemo_loop": {"CinemoSeamlessLoop", "SaveAnimatedWEBP"},
 }
 
 
@@ -296,3 +298,13 @@ def test_motion_transfer_keeps_the_official_settings():
     (first,) = by_type["CinemoFirstFrameEncode"]
     assert (encode["width"], encode["height"]) == (first["width"], first["height"])
     assert {c["frames"] for c in by_type["CinemoConditioning"]} == {encode["frames"]}
+
+
+def test_long_video_and_loop_workflows_use_their_nodes_on_the_sampled_model():
+    api = load("cinemo_long_video", api=True)
+    (sampler,) = [n["inputs"] for n in api.values() if n["class_type"] == "CinemoSampler"]
+    assert api[sampler["model"][0]]["class_type"] == "CinemoContextWindows"
+    assert api[sampler["positive"][0]]["inputs"]["frames"] == 64
+    api = load("cinemo_loop", api=True)
+    (sampler,) = [n["inputs"] for n in api.values() if n["class_type"] == "CinemoSampler"]
+    assert api[sampler["model"][0]]["class_type"] == "CinemoSeamlessLoop"

@@ -83,6 +83,8 @@ def shrink(prompt: dict, files: dict, tag: str, size: TinySize = DEFAULT_SIZE) -
             inputs["frames"] = size.frames
         if kind in ("CinemoSampler", "CinemoScheduler", "CinemoInvertMotion"):
             inputs["steps"] = size.steps
+        if kind == "CinemoContextWindows":  # windows shorter than the shrunk video, so that they are used
+            inputs.update(window_frames=max(3, size.frames - 1), overlap=1)
         if "filename_prefix" in inputs:
             inputs["filename_prefix"] = f"{inputs['filename_prefix']}_{tag}"
     return prompt
@@ -126,6 +128,8 @@ def expected_outputs(size: TinySize = DEFAULT_SIZE) -> dict[str, list[tuple[str,
         "cinemo_chained_clips": [("SaveVideo", 2 * frames - 1, one)],
         "cinemo_motion_from_video": [("SaveVideo", frames, one)],
         "cinemo_motion_transfer": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_long_video": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_loop": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
     }
 
 

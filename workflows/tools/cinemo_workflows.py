@@ -212,9 +212,9 @@ def _common(g: Graph, image: str = IMAGE, image_title: str | None = None):
     return model, pos, neg, vae, first, img
 
 
-def _conditioning(g: Graph, col, row, model, pos, neg, first, title=None, intensity=9, first_slot=0):
+def _conditioning(g: Graph, col, row, model, pos, neg, first, title=None, intensity=9, first_slot=0, frames=16):
     return g.add("CinemoConditioning", col, row, title=title, positive=g.out(pos), negative=g.out(neg),
-                 first_frame=g.out(first, first_slot), intensity=intensity, frames=16, raw_motion_id=-1.0,
+                 first_frame=g.out(first, first_slot), intensity=intensity, frames=frames, raw_motion_id=-1.0,
                  model=g.out(model))
 
 
@@ -358,6 +358,35 @@ def motion_transfer(g: Graph) -> None:
     _save_mp4(g, 7, 420, images, "cinemo/motion_transfer")
 
 
+def long_video(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    windows = g.add("CinemoContextWindows", 1, 760, model=g.out(model), window_frames=16, overlap=4,
+                    schedule="standard_uniform", fuse_method="relative")
+    cond = _conditioning(g, 2, 0, model, pos, neg, first, frames=64)
+    sample = _sampler(g, 3, 0, windows, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/long_video")
+    _save_mp4(g, 6, 420, images, "cinemo/long_video")
+
+
+def seamless_loop(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g)
+    looped = g.add("CinemoSeamlessLoop", 1, 760, model=g.out(model), ramp_frames=0)
+    cond = _conditioning(g, 2, 0, model, pos, neg, first)
+    sample = _sampler(g, 3, 0, looped, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/loop")
+    _save_mp4(g, 6, 420, images, "cinemo/loop")
+
+
+LONG_VIDEO_NOTE = """Long videos: Cinemo was trained on 16 frames and degrades past about 24 in one pass. Cinemo Context Windows makes each sampling step run the model on overlapping windows of 16 frames (each with the first image, so each looks like a trained clip) and fuses them, so the video can be longer (set the length in Cinemo Conditioning's frames, up to 64) at the memory of one window. Windows keep one continuous motion; the Chained clips workflow instead starts a new clip from the last frame (each clip its own motion and prompt, any length).
+
+"""
+
+LOOP_NOTE = """Seamless loop (a cinemagraph): Cinemo Seamless Loop pulls the last frames back towards the first image during sampling (the last quarter of the video by default), so the video glides back to where it starts and plays on repeat without a jump; the frames before the ramp are untouched. The animated WEBP loops forever. For longer loops put Cinemo Context Windows before it and raise frames.
+
+"""
+
 TRANSFER_NOTE = f"""Files:
 - input/{SOURCE_VIDEO}  <- the clip whose motion is transferred (Cinemo's clips are 8 fps: frame_step 3 for 24 fps footage)
 - input/{EDITED_IMAGE}  <- the new first frame: best the clip's own first frame, edited (restyled, recoloured, an object replaced) in any image editor or img2img workflow, keeping its layout; another picture with a similar layout works too
@@ -400,6 +429,14 @@ SPECS = {
     "cinemo_motion_transfer": (
         "Cinemo - Motion transfer", motion_transfer, TRANSFER_NOTE + MODELS_NOTE,
         "Motion transfer: animates an edited first frame with the motion of a source clip (DDIM inversion).",
+    ),
+    "cinemo_long_video": (
+        "Cinemo - Long video with context windows", long_video, LONG_VIDEO_NOTE + MODELS_NOTE,
+        "A 64-frame video (8 seconds at 8 fps) in overlapping 16-frame context windows.",
+    ),
+    "cinemo_loop": (
+        "Cinemo - Seamless loop", seamless_loop, LOOP_NOTE + MODELS_NOTE,
+        "A video that ends where it starts, to play on repeat (cinemagraph).",
     ),
 }
 

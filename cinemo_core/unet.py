@@ -10,7 +10,7 @@ from torch import nn
 
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, CinemoUNetConfig
 from .layers import AttentionFn, Operations
-from .layers.blocks import DownBlock, MidBlock, UpBlock
+from .layers.blocks import DownBlock, MidBlock, UpBlock, keep_skip
 from .layers.embeddings import EmbeddingMLP, sinusoidal_embedding
 from .layers.hooks import UNetHooks
 from .layers.resnet import group_norm_over_frames
@@ -157,14 +157,10 @@ class CinemoUNet3D(nn.Module):
         )
         context = context.to(dtype)
 
-        if hooks is None:
-            h = self.conv_in(frames)
-            skips = [h]
-        else:
+        if hooks is not None:
             hooks.block_started("input", 0)
-            h = hooks.input_block_finished(self.conv_in(frames))
-            skips = [h]
-            h = hooks.skip_kept(h)
+        skips: list[torch.Tensor] = []
+        h = keep_skip(self.conv_in(frames), skips, hooks)
         for block in self.down_blocks:
             h, block_skips = block(h, emb, context, num_frames, hooks)
             skips.extend(block_skips)

@@ -29,8 +29,8 @@ import folder_paths
 import latent_preview
 import node_helpers
 from comfy.ldm.modules import attention as _attention
-from comfy_api.torch_helpers.torch_compile import TORCH_COMPILE_KWARGS
 from comfy.ldm.modules.temporal_ae import VideoDecoder
+from comfy_api.torch_helpers.torch_compile import TORCH_COMPILE_KWARGS
 
 # --- base classes the Cinemo model is built from ----------------------------------------------------------
 

@@ -10,7 +10,7 @@ What has no place in this model fails with a message naming it rather than being
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -183,22 +183,30 @@ class ComfyPatchHooks(UNetHooks):
         return x
 
 
-_SKIP_LAYERS = ("Skip Layer Guidance (SkipLayerGuidanceDiT, SkipLayerGuidanceDiTSimple, SkipLayerGuidanceSD3)",
-                "it skips layers of DiT models (SD3, Flux...), and Cinemo is a UNet")
-_VIDEO_CFG = ("it ramps the guidance over the batch, which holds SVD's frames but Cinemo's videos (a clip's frames "
-              "are inside one sample); set cfg on the sampler instead")
+_SKIP_LAYERS = (
+    "Skip Layer Guidance (SkipLayerGuidanceDiT, SkipLayerGuidanceDiTSimple, SkipLayerGuidanceSD3)",
+    "it skips layers of DiT models (SD3, Flux...), and Cinemo is a UNet",
+)
+_VIDEO_CFG = (
+    "it ramps the guidance over the batch, which holds SVD's frames but Cinemo's videos (a clip's frames are "
+    "inside one sample); set cfg on the sampler instead"
+)
 #: Core nodes whose sampler functions cannot work on Cinemo: the class defining them -> (what to call it, why).
 INCOMPATIBLE_NODES = {
-    "SelfAttentionGuidance": ("Self-Attention Guidance (SelfAttentionGuidance)",
-                              "its blur works on image latents [B, C, H, W] and Cinemo samples video latents "
-                              "[B, C, F, H, W]; PerturbedAttentionGuidance is a guidance of the same kind that works "
-                              "with Cinemo"),
+    "SelfAttentionGuidance": (
+        "Self-Attention Guidance (SelfAttentionGuidance)",
+        (
+            "its blur works on image latents [B, C, H, W] and Cinemo samples video latents [B, C, F, H, W]; "
+            "PerturbedAttentionGuidance is a guidance of the same kind that works with Cinemo"
+        ),
+    ),
     "SkipLayerGuidanceDiT": _SKIP_LAYERS,
     "SkipLayerGuidanceDiTSimple": _SKIP_LAYERS,
     "VideoLinearCFGGuidance": ("VideoLinearCFGGuidance", _VIDEO_CFG),
     "VideoTriangleCFGGuidance": ("VideoTriangleCFGGuidance", _VIDEO_CFG),
-    "RenormCFG": ("RenormCFG", "it is made for Lumina 2 and combines the denoised outputs as that model's raw "
-                               "prediction"),
+    "RenormCFG": (
+        "RenormCFG", "it is made for Lumina 2 and combines the denoised outputs as that model's raw prediction"
+    ),
 }
 
 

@@ -218,9 +218,9 @@ def test_patch_kinds_with_no_place_in_the_unet_are_named(golden_model, inputs):
 
 def test_unet_config_has_the_sd1_keys_patch_nodes_read(golden_model, comfyui):
     import comfy.supported_models
+    from comfy_models import pack_module
 
     from cinemo_core.config import CinemoUNetConfig
-    from comfy_models import pack_module
 
     config = golden_model.model.model_config.unet_config
     assert config["model_channels"] == 32 and config["channel_mult"] == [1, 2, 2, 2]

@@ -12,6 +12,16 @@ from .resnet import Downsample, ResnetBlock, Upsample
 from .transformer import Transformer3D
 
 
+def keep_skip(x: torch.Tensor, skips: list[torch.Tensor], hooks: UNetHooks | None) -> torch.Tensor:
+    """Keep an input block's output as a skip connection; returns what continues down the UNet."""
+    if hooks is None:
+        skips.append(x)
+        return x
+    x = hooks.input_block_finished(x)
+    skips.append(x)
+    return hooks.skip_kept(x)
+
+
 class DownBlock(nn.Module):
     """ResNet (+ transformer) layers, then an optional stride-2 downsample; every output is a skip.
 
@@ -77,21 +87,12 @@ class DownBlock(nn.Module):
             x = resnet(x, temb, num_frames)
             if self.attentions is not None:
                 x = self.attentions[i](x, context, num_frames, hooks)
-            x = self._keep_skip(x, skips, hooks)
+            x = keep_skip(x, skips, hooks)
         if self.downsamplers is not None:
             if hooks is not None:
                 hooks.block_started("input", self.first_block_id + len(self.resnets))
-            x = self._keep_skip(self.downsamplers[0](x), skips, hooks)
+            x = keep_skip(self.downsamplers[0](x), skips, hooks)
         return x, skips
-
-    @staticmethod
-    def _keep_skip(x: torch.Tensor, skips: list[torch.Tensor], hooks: UNetHooks | None) -> torch.Tensor:
-        if hooks is None:
-            skips.append(x)
-            return x
-        x = hooks.input_block_finished(x)
-        skips.append(x)
-        return hooks.skip_kept(x)
 
 
 class MidBlock(nn.Module):

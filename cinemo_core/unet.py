@@ -10,8 +10,9 @@ from torch import nn
 
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, CinemoUNetConfig
 from .layers import AttentionFn, Operations
-from .layers.blocks import DownBlock, MidBlock, UpBlock
+from .layers.blocks import DownBlock, MidBlock, UpBlock, keep_skip
 from .layers.embeddings import EmbeddingMLP, sinusoidal_embedding
+from .layers.hooks import UNetHooks
 from .layers.resnet import group_norm_over_frames
 
 
@@ -56,17 +57,21 @@ class CinemoUNet3D(nn.Module):
         )
 
         self.down_blocks = nn.ModuleList()
+        input_block_id = 1  # SD-1.x numbering (for hooks): input block 0 is conv_in
         for i, block_type in enumerate(config.down_block_types):
+            add_downsample = i < len(channels) - 1
             self.down_blocks.append(
                 DownBlock(
                     channels[max(i - 1, 0)],
                     channels[i],
                     has_attention=block_type == CROSS_ATTN_DOWN,
-                    add_downsample=i < len(channels) - 1,
+                    add_downsample=add_downsample,
                     config=config,
+                    first_block_id=input_block_id,
                     **layers,
                 )
             )
+            input_block_id += config.layers_per_block + int(add_downsample)
         self.mid_block = MidBlock(channels[-1], config, **layers)
 
         reversed_channels = list(reversed(channels))
@@ -80,6 +85,7 @@ class CinemoUNet3D(nn.Module):
                     has_attention=block_type == CROSS_ATTN_UP,
                     add_upsample=i < len(channels) - 1,
                     config=config,
+                    first_block_id=i * (config.layers_per_block + 1),
                     **layers,
                 )
             )
@@ -98,6 +104,7 @@ class CinemoUNet3D(nn.Module):
         context: torch.Tensor | None = None,
         base_content: torch.Tensor | None = None,
         motion_ids: torch.Tensor | float | int | None = None,
+        hooks: UNetHooks | None = None,
         **unused: Any,
     ) -> torch.Tensor:
         """Predict epsilon for the noisy residual.
@@ -108,6 +115,8 @@ class CinemoUNet3D(nn.Module):
             context: text embeddings ``[B, T, cross_attention_dim]``.
             base_content: the first-frame latent ``[B, C, 1, h, w]``, already scaled by 0.18215.
             motion_ids: raw motion ids (see ``cinemo_core.motion``), a scalar or ``[B]``.
+            hooks: callbacks at the points where hosts patch the UNet (see ``layers.hooks``); None runs the
+                plain computation.
             unused: extra keyword arguments a host passes (ComfyUI's ``transformer_options``, ...), ignored.
 
         Returns:
@@ -125,6 +134,12 @@ class CinemoUNet3D(nn.Module):
             )
         dtype = x.dtype
         config = self.config
+        num_frames = residual_frames + 1
+        base_content = base_content.to(dtype)
+        clip = torch.cat([base_content, base_content + x], dim=2)
+        frames = rearrange(clip, "b c f h w -> (b f) c h w")
+        if hooks is not None:
+            hooks.unet_started(frames.shape)
 
         timesteps = _per_sample(timesteps, batch, x.device)
         emb = self.time_embedding(
@@ -132,6 +147,8 @@ class CinemoUNet3D(nn.Module):
                 dtype
             )
         )
+        if hooks is not None:
+            emb = hooks.time_embedding(emb)
         motion_ids = _per_sample(motion_ids, batch, x.device)
         emb = emb + self.add_embedding(
             sinusoidal_embedding(motion_ids, config.addition_time_embed_dim, config.flip_sin_to_cos, config.freq_shift).to(
@@ -139,22 +156,20 @@ class CinemoUNet3D(nn.Module):
             )
         )
         context = context.to(dtype)
-        base_content = base_content.to(dtype)
 
-        num_frames = residual_frames + 1
-        clip = torch.cat([base_content, base_content + x], dim=2)
-        h = self.conv_in(rearrange(clip, "b c f h w -> (b f) c h w"))
-
-        skips = [h]
+        if hooks is not None:
+            hooks.block_started("input", 0)
+        skips: list[torch.Tensor] = []
+        h = keep_skip(self.conv_in(frames), skips, hooks)
         for block in self.down_blocks:
-            h, block_skips = block(h, emb, context, num_frames)
+            h, block_skips = block(h, emb, context, num_frames, hooks)
             skips.extend(block_skips)
-        h = self.mid_block(h, emb, context, num_frames)
+        h = self.mid_block(h, emb, context, num_frames, hooks)
         for block in self.up_blocks:
             block_skips = skips[-len(block.resnets) :]
             del skips[-len(block.resnets) :]
             upsample_size = tuple(skips[-1].shape[-2:]) if skips else None
-            h = block(h, block_skips, emb, context, num_frames, upsample_size)
+            h = block(h, block_skips, emb, context, num_frames, upsample_size, hooks)
 
         h = nn.functional.silu(group_norm_over_frames(self.conv_norm_out, h, num_frames))
         # the first frame is the clean conditioning frame: only the residual frames are predicted

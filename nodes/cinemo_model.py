@@ -22,6 +22,7 @@ from .comfy_compat import (
     CONDConstant,
     CONDRegular,
     ModelPatcher,
+    add_sampling_check,
     attention_is_memory_efficient,
     default_operations,
     load_device,
@@ -34,6 +35,7 @@ from .comfy_compat import (
 from .latents import check_residual_matches_first_frame
 from .model_attention import ComfyAttention
 from .model_config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
+from .model_patches import ComfyPatchHooks, check_sampling_setup
 
 #: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
 FIRST_FRAME_KEY = "cinemo_first_frame"
@@ -58,7 +60,7 @@ def _with_float_embeddings(operations: Any) -> Any:
 
 class CinemoDiffusionModel(CinemoUNet3D):
     """The UNet with the constructor and ``forward`` signature ``BaseModel`` expects; ``DIFFUSION_MODEL``
-    wrappers from ``transformer_options`` run around it, as for core models."""
+    wrappers from ``transformer_options`` run around it and its patches inside it, as for core models."""
 
     def __init__(
         self,
@@ -66,7 +68,9 @@ class CinemoDiffusionModel(CinemoUNet3D):
         dtype: torch.dtype | None = None,
         device: torch.device | str | None = None,
         operations: Any = None,
+        **sd1_description: Any,
     ) -> None:
+        # sd1_description: the SD-1.x keys of unet_config (model_channels, ...), derived from cinemo_config
         attention = ComfyAttention()
         super().__init__(
             cinemo_config,
@@ -77,15 +81,24 @@ class CinemoDiffusionModel(CinemoUNet3D):
         )
         self.comfy_attention = attention
 
-    def forward(self, x, timesteps, context=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+    def forward(self, x, timesteps, context=None, control=None, transformer_options=None, **kwargs):
+        transformer_options = {} if transformer_options is None else transformer_options
         return run_diffusion_model_wrappers(
             self._forward, self, transformer_options, x, timesteps, context, control, transformer_options, **kwargs
         )
 
-    def _forward(self, x, timesteps, context=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
+    def _forward(self, x, timesteps, context=None, control=None, transformer_options=None, **kwargs):
+        if control is not None:
+            raise ValueError(
+                "A ControlNet reached the Cinemo UNet. ControlNet residuals are made for the latents of frames, "
+                "while Cinemo denoises a motion residual relative to the first frame; remove the Apply ControlNet "
+                "node."
+            )
+        transformer_options = {} if transformer_options is None else transformer_options
+        hooks = ComfyPatchHooks(transformer_options, model_channels=self.config.block_out_channels[0])
         self.comfy_attention.options = transformer_options
         try:
-            return super().forward(x, timesteps, context, **kwargs)
+            return super().forward(x, timesteps, context, hooks=hooks, **kwargs)
         finally:
             self.comfy_attention.options = {}
 
@@ -190,4 +203,6 @@ def build_model_patcher(
     missing, unexpected = model.diffusion_model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:  # prepare_unet_state_dict guarantees the key set; this guards the adapter
         raise CheckpointError(f"{source}: weights did not load (missing {missing[:5]}, unexpected {unexpected[:5]}).")
-    return ModelPatcher(model, load_device=device, offload_device=offload_device())
+    patcher = ModelPatcher(model, load_device=device, offload_device=offload_device())
+    add_sampling_check(patcher, "cinemo_sampling_check", check_sampling_setup)
+    return patcher

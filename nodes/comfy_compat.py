@@ -7,6 +7,7 @@ from here (and ``comfy_api`` for the node schema).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -30,6 +31,7 @@ import latent_preview
 import node_helpers
 from comfy.ldm.modules import attention as _attention
 from comfy.ldm.modules.temporal_ae import VideoDecoder
+from comfy_api.torch_helpers.torch_compile import TORCH_COMPILE_KWARGS
 
 # --- base classes the Cinemo model is built from ----------------------------------------------------------
 
@@ -141,6 +143,50 @@ def run_diffusion_model_wrappers(function: Callable, owner: Any, transformer_opt
     return comfy.patcher_extension.WrapperExecutor.new_class_executor(function, owner, wrappers).execute(
         *args, **kwargs
     )
+
+
+@dataclass(frozen=True)
+class SamplingSetup:
+    """What a sampling run of a MODEL will use, as far as our checks need it."""
+
+    conds: dict  # {name: [cond dicts]}; an applied ControlNet / T2I-Adapter is under "control"
+    sampler_functions: list  # every sampler cfg / pre-cfg / post-cfg / calc_cond_batch function
+    transformer_options: dict
+    flow_prediction: bool  # the model sampling predicts a flow (ModelSamplingSD3, ...), not noise
+    compiled: bool  # TorchCompileModel will compile the diffusion model at the first step
+    device: torch.device  # where the model runs
+
+
+def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], None]) -> None:
+    """Run ``check`` before each sampling run of ``patcher`` and its clones: an ``OUTER_SAMPLE`` wrapper
+    (``add_wrapper_with_key``), whose executor's ``class_obj`` is the guider with ``model_options``
+    (``sampler_cfg_function``, ``sampler_pre_cfg_function``, ``sampler_post_cfg_function``,
+    ``sampler_calc_cond_batch_function``, ``transformer_options``, and the settings ``set_torch_compile_wrapper``
+    keeps under ``TORCH_COMPILE_KWARGS``), ``conds`` and ``model_patcher``."""
+
+    def wrapper(executor, *args, **kwargs):
+        guider = executor.class_obj
+        options = guider.model_options
+        functions = [options.get("sampler_cfg_function"), options.get("sampler_calc_cond_batch_function")]
+        functions += list(options.get("sampler_pre_cfg_function", ())) + list(options.get("sampler_post_cfg_function", ()))
+        model_sampling = guider.model_patcher.get_model_object("model_sampling")
+        check(SamplingSetup(
+            conds=guider.conds, sampler_functions=[f for f in functions if f is not None],
+            transformer_options=options.get("transformer_options", {}),
+            flow_prediction=isinstance(model_sampling, comfy.model_sampling.CONST),
+            compiled=options.get(TORCH_COMPILE_KWARGS) is not None, device=guider.model_patcher.load_device,
+        ))
+        return executor(*args, **kwargs)
+
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, wrapper)
+
+
+def defining_node(function: Any) -> str | None:
+    """The node class a patch function comes from: core nodes define them as closures in a method, so the
+    qualified name starts with the class name (``SelfAttentionGuidance.execute.<locals>.post_cfg_function``);
+    ComfyUI loads ``comfy_extras`` under file-path module names, so the module says less."""
+    qualname = getattr(function, "__qualname__", "")
+    return qualname.split(".", 1)[0] if ".<locals>." in qualname else None
 
 
 # --- attention --------------------------------------------------------------------------------------------

@@ -29,6 +29,23 @@ def latent_scale() -> float:
     return float(CinemoLatentFormat().scale_factor)
 
 
+def sd1_unet_description(config: CinemoUNetConfig) -> dict:
+    """The architecture in the ``unet_config`` keys of ComfyUI's SD-1.x UNet, which model-patch nodes read
+    (FreeU scales the blocks with ``model_channels * 2`` and ``* 4`` channels)."""
+    base = config.block_out_channels[0]
+    return {
+        "model_channels": base,
+        "in_channels": config.in_channels,
+        "out_channels": config.out_channels,
+        "context_dim": config.cross_attention_dim,
+        "channel_mult": [channels // base for channels in config.block_out_channels],
+        "num_res_blocks": [config.layers_per_block] * len(config.block_out_channels),
+        "num_heads": config.num_attention_heads,
+        "num_head_channels": -1,
+        "use_linear_in_transformer": False,
+    }
+
+
 class CinemoModelConfig(ModelConfig):
     """ComfyUI's description of the model: latent format, sampling settings, dtypes."""
 
@@ -45,7 +62,7 @@ class CinemoModelConfig(ModelConfig):
     memory_usage_factor = 1.0  # unused: CinemoModel.memory_required traces the real cost
 
     def __init__(self, config: CinemoUNetConfig) -> None:
-        super().__init__({"cinemo_config": config})
+        super().__init__({"cinemo_config": config, **sd1_unet_description(config)})
 
     @property
     def cinemo_config(self) -> CinemoUNetConfig:

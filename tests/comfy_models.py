@@ -218,7 +218,8 @@ def call_node(class_type: str, **inputs):
 
     node_class = nodes.NODE_CLASS_MAPPINGS[class_type]
     if hasattr(node_class, "define_schema"):
-        return tuple(node_class.execute(**inputs).args)
+        result = node_class.execute(**inputs)
+        return tuple(getattr(result, "args", result))  # a few V3 nodes (HyperTile) return a plain tuple
     return tuple(getattr(node_class(), node_class.FUNCTION)(**inputs))
 
 

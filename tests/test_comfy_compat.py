@@ -173,6 +173,78 @@ def test_run_diffusion_model_wrappers(compat):
     assert calls == ["wrapper"] and result == 20
 
 
+class _Stop(Exception):
+    pass
+
+
+def _post_cfg(args):
+    return args["denoised"]
+
+
+def test_add_sampling_check(compat, golden_model, golden):
+    import comfy.controlnet
+    import comfy.patcher_extension
+    from comfy_models import call_node, golden_conditioning
+
+    seen = []
+
+    def check(setup):
+        seen.append(setup)
+        raise _Stop
+
+    post_cfg = _post_cfg
+    control = comfy.controlnet.ControlBase()
+    model = golden_model.clone()
+    # without the pack's own check, which would refuse the ControlNet first
+    model.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "cinemo_sampling_check")
+    model.set_model_sampler_post_cfg_function(post_cfg)
+    model.set_model_attn1_patch(post_cfg)
+    compat.add_sampling_check(model, "test_check", check)
+    positive, negative, latent, _ = golden_conditioning(golden)
+    controlled = [[positive[0][0], {**positive[0][1], "control": control}]]
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+    for sampling in (model, call_node("ModelSamplingSD3", model=model, shift=3.0)[0],
+                     call_node("TorchCompileModel", model=model, backend="inductor")[0]):
+        (guider,) = call_node("CFGGuider", model=sampling, positive=controlled, negative=negative, cfg=7.5)
+        with pytest.raises(_Stop):
+            call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                      latent_image=latent)
+    plain, flow, compiled = seen
+    assert plain.conds["positive"][0]["control"] is control
+    assert "control" not in plain.conds["negative"][0]
+    assert post_cfg in plain.sampler_functions
+    assert plain.transformer_options["patches"]["attn1_patch"] == [post_cfg]
+    assert not plain.flow_prediction and flow.flow_prediction
+    assert not plain.compiled and compiled.compiled and compiled.device == golden_model.load_device
+
+
+def test_defining_node(compat, golden_model):
+    from comfy_models import call_node
+
+    def sampler_functions(options):
+        return [options.get("sampler_cfg_function"), options.get("sampler_calc_cond_batch_function"),
+                *options.get("sampler_post_cfg_function", ())]
+
+    for node, settings in {
+        "SelfAttentionGuidance": dict(scale=0.5, blur_sigma=2.0),
+        "SkipLayerGuidanceDiT": dict(double_layers="7", single_layers="7", scale=3.0, start_percent=0.0,
+                                     end_percent=1.0, rescaling_scale=0.0),
+        "SkipLayerGuidanceDiTSimple": dict(double_layers="7", single_layers="7", start_percent=0.0, end_percent=1.0),
+        "VideoLinearCFGGuidance": dict(min_cfg=1.0),
+        "VideoTriangleCFGGuidance": dict(min_cfg=1.0),
+        "RenormCFG": dict(cfg_trunc=100, renorm_cfg=1.0),
+    }.items():
+        (patched,) = call_node(node, model=golden_model, **settings)
+        found = {compat.defining_node(function) for function in sampler_functions(patched.model_options)}
+        assert node in found, (node, found)
+    (sd3,) = call_node("SkipLayerGuidanceSD3", model=golden_model, layers="7", scale=3.0, start_percent=0.0,
+                       end_percent=1.0)
+    assert "SkipLayerGuidanceDiT" in {compat.defining_node(f) for f in sampler_functions(sd3.model_options)}
+    assert compat.defining_node(_post_cfg) is None  # not a closure of a node's method
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_attention_kernel(compat, masked):
     torch.manual_seed(0)

@@ -151,3 +151,61 @@ def test_official_output_at_16_frames_batch_2_and_an_odd_latent_size(tiny_unet):
         )
     assert out.shape == (2, 4, 15, 9, 13)
     assert relative_error(out, case["out"]) <= 1e-5
+
+
+def test_without_patches_the_hooks_change_nothing(tiny_unet, golden):
+    from cinemo_core.layers.hooks import UNetHooks
+
+    plain = run_unet(tiny_unet, golden)
+    with torch.inference_mode():
+        hooked = tiny_unet(golden["sample"], golden["timestep"], golden["encoder_hidden_states"],
+                           base_content=golden["base_content"], motion_ids=golden["motion_bucket_id"], hooks=UNetHooks())
+    assert torch.equal(hooked, plain)
+
+
+class RecordingHooks:
+    """Every hook call: (name, block, transformer-block index) and the shape it got."""
+
+    def __init__(self):
+        self.calls = []
+        self.block = None
+
+    def __getattr__(self, name):
+        from cinemo_core.layers.hooks import UNetHooks
+
+        default = getattr(UNetHooks(), name)
+
+        def hook(*args):
+            if name == "block_started":
+                self.block = args
+            shapes = [tuple(a.shape) if isinstance(a, torch.Tensor) else tuple(a) for a in args
+                      if isinstance(a, (torch.Tensor, torch.Size))]
+            self.calls.append((name, self.block, shapes[0] if shapes else None))
+            return default(*args)
+
+        return hook
+
+
+def test_hooks_number_blocks_as_sd1_does():
+    """With two layers per level, the layout of SD 1.x: its transformers sit in input blocks 1, 2, 4, 5, 7, 8,
+    the middle block and output blocks 3 to 11 (the block ids SD-1.x attention patches are written for)."""
+    torch.manual_seed(0)
+    unet = CinemoUNet3D(CinemoUNetConfig.tiny().replace(layers_per_block=2))
+    hooks = RecordingHooks()
+    with torch.inference_mode():
+        unet(torch.randn(1, 4, 3, 8, 8), 500, torch.randn(1, 5, 32), base_content=torch.randn(1, 4, 1, 8, 8),
+             motion_ids=90, hooks=hooks)
+    names = [name for name, _, _ in hooks.calls]
+    attention_blocks = [block for name, block, _ in hooks.calls if name == "attention"]
+    self_attention = attention_blocks[::2]
+    assert self_attention == [("input", i) for i in (1, 2, 4, 5, 7, 8)] + [("middle", 0)] + [
+        ("output", i) for i in range(3, 12)]
+    assert [block for name, block, _ in hooks.calls if name == "block_started"] == [
+        ("input", i) for i in range(12)] + [("middle", 0)] + [("output", i) for i in range(12)]
+    assert names.count("input_block_finished") == names.count("skip_kept") == 12
+    assert names.count("output_block_inputs") == 12 and names.count("middle_block_finished") == 1
+    assert names[:2] == ["unet_started", "time_embedding"]
+    assert hooks.calls[0][2] == (4, 4, 8, 8)  # the frame batch: 1 clip x (first frame + 3 residual frames)
+    # SD-1.x's output block 2 (the end of the lowest level) upsamples: the next block gets the doubled size
+    sizes = {block: shape for name, block, shape in hooks.calls if name == "output_block_inputs"}
+    assert sizes[("output", 2)][-2:] == (1, 1) and sizes[("output", 3)][-2:] == (2, 2)

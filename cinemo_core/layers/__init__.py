@@ -8,6 +8,7 @@ Conventions shared by every layer here:
   ``comfy.ops``) and take ``dtype``/``device`` like torch layers, so weights can be created on ``meta``.
 - Attention goes through one injectable function with the signature of
   ``torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=None)`` on ``[B, heads, N, D]``.
+- A host patches the UNet through an optional ``hooks.UNetHooks`` passed down the forward (None: plain run).
 """
 
 from typing import Any, Callable

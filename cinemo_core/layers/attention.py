@@ -50,11 +50,18 @@ class Attention(nn.Module):
         self.to_v = operations.Linear(kv_dim, dim, bias=False, **factory)
         self.to_out = nn.ModuleList([operations.Linear(dim, dim, **factory)])
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None, context_repeats: int = 1) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        context_repeats: int = 1,
+        value: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """``value``: what the values are projected from, when not from the keys' source (host patches)."""
         source = x if context is None else context
         q = split_heads(self.to_q(x), self.heads)
         k = split_heads(self.to_k(source), self.heads)
-        v = split_heads(self.to_v(source), self.heads)
+        v = split_heads(self.to_v(source if value is None else value), self.heads)
         if context_repeats > 1:
             k = k.repeat_interleave(context_repeats, dim=0)
             v = v.repeat_interleave(context_repeats, dim=0)

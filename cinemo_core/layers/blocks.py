@@ -7,12 +7,26 @@ from torch import nn
 
 from ..config import CinemoUNetConfig
 from . import AttentionFn, Operations
+from .hooks import UNetHooks
 from .resnet import Downsample, ResnetBlock, Upsample
 from .transformer import Transformer3D
 
 
+def keep_skip(x: torch.Tensor, skips: list[torch.Tensor], hooks: UNetHooks | None) -> torch.Tensor:
+    """Keep an input block's output as a skip connection; returns what continues down the UNet."""
+    if hooks is None:
+        skips.append(x)
+        return x
+    x = hooks.input_block_finished(x)
+    skips.append(x)
+    return hooks.skip_kept(x)
+
+
 class DownBlock(nn.Module):
-    """ResNet (+ transformer) layers, then an optional stride-2 downsample; every output is a skip."""
+    """ResNet (+ transformer) layers, then an optional stride-2 downsample; every output is a skip.
+
+    Each layer and the downsample is one SD-1.x input block, numbered from ``first_block_id`` (for hooks).
+    """
 
     def __init__(
         self,
@@ -26,8 +40,10 @@ class DownBlock(nn.Module):
         operations: Operations,
         dtype=None,
         device=None,
+        first_block_id: int = 0,
     ) -> None:
         super().__init__()
+        self.first_block_id = first_block_id
         factory = {"operations": operations, "dtype": dtype, "device": device}
         self.resnets = nn.ModuleList(
             [
@@ -57,17 +73,25 @@ class DownBlock(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, num_frames: int
+        self,
+        x: torch.Tensor,
+        temb: torch.Tensor,
+        context: torch.Tensor,
+        num_frames: int,
+        hooks: UNetHooks | None = None,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for i, resnet in enumerate(self.resnets):
+            if hooks is not None:
+                hooks.block_started("input", self.first_block_id + i)
             x = resnet(x, temb, num_frames)
             if self.attentions is not None:
-                x = self.attentions[i](x, context, num_frames)
-            skips.append(x)
+                x = self.attentions[i](x, context, num_frames, hooks)
+            x = keep_skip(x, skips, hooks)
         if self.downsamplers is not None:
-            x = self.downsamplers[0](x)
-            skips.append(x)
+            if hooks is not None:
+                hooks.block_started("input", self.first_block_id + len(self.resnets))
+            x = keep_skip(self.downsamplers[0](x), skips, hooks)
         return x, skips
 
 
@@ -95,14 +119,22 @@ class MidBlock(nn.Module):
         )
         self.attentions = nn.ModuleList([Transformer3D(channels, config, attention=attention, **factory)])
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks | None = None
+    ) -> torch.Tensor:
+        if hooks is not None:
+            hooks.block_started("middle", 0)
         x = self.resnets[0](x, temb, num_frames)
-        x = self.attentions[0](x, context, num_frames)
-        return self.resnets[1](x, temb, num_frames)
+        x = self.attentions[0](x, context, num_frames, hooks)
+        x = self.resnets[1](x, temb, num_frames)
+        return x if hooks is None else hooks.middle_block_finished(x)
 
 
 class UpBlock(nn.Module):
-    """ResNet (+ transformer) layers that each consume one skip, then an optional upsample."""
+    """ResNet (+ transformer) layers that each consume one skip, then an optional upsample.
+
+    Each layer is one SD-1.x output block, numbered from ``first_block_id`` (for hooks).
+    """
 
     def __init__(
         self,
@@ -117,8 +149,10 @@ class UpBlock(nn.Module):
         operations: Operations,
         dtype=None,
         device=None,
+        first_block_id: int = 0,
     ) -> None:
         super().__init__()
+        self.first_block_id = first_block_id
         factory = {"operations": operations, "dtype": dtype, "device": device}
         num_layers = config.layers_per_block + 1
         resnets = []
@@ -148,11 +182,16 @@ class UpBlock(nn.Module):
         context: torch.Tensor,
         num_frames: int,
         upsample_size: tuple[int, int] | None,
+        hooks: UNetHooks | None = None,
     ) -> torch.Tensor:
         for i, resnet in enumerate(self.resnets):
-            x = resnet(torch.cat([x, skips.pop()], dim=1), temb, num_frames)
+            skip = skips.pop()
+            if hooks is not None:
+                hooks.block_started("output", self.first_block_id + i)
+                x, skip = hooks.output_block_inputs(x, skip)
+            x = resnet(torch.cat([x, skip], dim=1), temb, num_frames)
             if self.attentions is not None:
-                x = self.attentions[i](x, context, num_frames)
+                x = self.attentions[i](x, context, num_frames, hooks)
         if self.upsamplers is not None:
             x = self.upsamplers[0](x, upsample_size)
         return x

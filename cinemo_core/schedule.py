@@ -87,6 +87,18 @@ class CinemoSchedule:
         ratio = self.step_ratio(steps)
         return torch.arange(steps - 1, -1, -1, dtype=torch.int64) * ratio + self.steps_offset
 
+    def _step_alphas(
+        self, eps: torch.Tensor, x: torch.Tensor, t: int | torch.Tensor, steps: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The cumulative alphas at ``t`` and one DDIM step before it (the final alpha before timestep 0)."""
+        if eps.shape != x.shape:
+            raise ValueError(f"eps has shape {tuple(eps.shape)} but the sample has {tuple(x.shape)}; they must match.")
+        t = int(t)
+        self._check_timestep(t)
+        prev_t = t - self.step_ratio(steps)
+        alphas = self.alphas_cumprod.to(x.device)
+        return alphas[t], (alphas[prev_t] if prev_t >= 0 else self.final_alpha_cumprod.to(x.device))
+
     def ddim_step(
         self,
         eps: torch.Tensor,
@@ -108,17 +120,9 @@ class CinemoSchedule:
             generator: draws the variance noise when ``eta > 0``.
             variance_noise: explicit variance noise instead of ``generator`` (``eta > 0`` only).
         """
-        if eps.shape != x.shape:
-            raise ValueError(f"eps has shape {tuple(eps.shape)} but the sample has {tuple(x.shape)}; they must match.")
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}.")
-        t = int(t)
-        self._check_timestep(t)
-        prev_t = t - self.step_ratio(steps)
-
-        alphas = self.alphas_cumprod.to(x.device)
-        alpha_t = alphas[t]
-        alpha_prev = alphas[prev_t] if prev_t >= 0 else self.final_alpha_cumprod.to(x.device)
+        alpha_t, alpha_prev = self._step_alphas(eps, x, t, steps)
         beta_t = 1 - alpha_t
 
         x0 = (x - beta_t**0.5 * eps) / alpha_t**0.5
@@ -154,16 +158,7 @@ class CinemoSchedule:
         timestep 0). It undoes :meth:`ddim_step` (eta 0) exactly when ``eps`` is the same at both ends.
         Coefficients are float32 scalars applied in the sample's dtype, as in :meth:`ddim_step`.
         """
-        if eps.shape != x.shape:
-            raise ValueError(f"eps has shape {tuple(eps.shape)} but the sample has {tuple(x.shape)}; they must match.")
-        t = int(t)
-        self._check_timestep(t)
-        prev_t = t - self.step_ratio(steps)
-
-        alphas = self.alphas_cumprod.to(x.device)
-        alpha_t = alphas[t]
-        alpha_prev = alphas[prev_t] if prev_t >= 0 else self.final_alpha_cumprod.to(x.device)
-
+        alpha_t, alpha_prev = self._step_alphas(eps, x, t, steps)
         x0 = (x - (1 - alpha_prev) ** 0.5 * eps) / alpha_prev**0.5
         return alpha_t**0.5 * x0 + (1 - alpha_t) ** 0.5 * eps
 

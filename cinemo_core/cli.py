@@ -34,8 +34,10 @@ if TYPE_CHECKING:
 
 PROG = "cinemo-animate"
 DEFAULT_FPS = 8.0
-#: Steps the demo uses when --steps is not given: its random weights gain nothing from 50.
-DEMO_STEPS = 25
+#: Steps and size the demo uses when --steps / --size are not given: its random weights gain nothing from
+#: 50 steps at 512x320, and these keep the demo within seconds on a 2-core CPU (every stage still runs).
+DEMO_STEPS = 10
+DEMO_SIZE = (256, 160)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -108,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help=f"frames in the video, the input image included (default {DEFAULT_FRAMES})")
-    parser.add_argument("--size", type=_size, default=(DEFAULT_WIDTH, DEFAULT_HEIGHT), metavar="WxH",
-                        help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
+    parser.add_argument("--size", type=_size, default=None, metavar="WxH",
+                        help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
+                        f"{DEMO_SIZE[0]}x{DEMO_SIZE[1]} with --demo)")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frame rate (default {DEFAULT_FPS:g})")
     init = parser.add_mutually_exclusive_group()
     init.add_argument("--init", choices=("dct", "fft", "plain"), default=None,
@@ -126,17 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
                         "kl = vae/, auto = temporal if present (default)")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
-                        help="precision: auto = fp16 on a GPU, fp32 on the CPU")
+                        help="precision: auto = fp16 on a GPU, bf16 on a CPU with native bfloat16 "
+                        "(AVX512-BF16 or AMX), else fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the UNet with torch.compile (the first step then takes minutes on a CPU; "
+                        "see the README for when it pays off)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar or notes (errors, the demo notice and the final line still print)")
     return parser
 
 
 def _settings_from(args: argparse.Namespace) -> AnimationSettings:
-    from .pipeline import DEFAULT_STEPS, AnimationSettings
+    from .pipeline import DEFAULT_HEIGHT, DEFAULT_STEPS, DEFAULT_WIDTH, AnimationSettings
 
     init = "plain" if args.no_dct else (args.init or "dct")
     steps = args.steps if args.steps is not None else (DEMO_STEPS if args.demo else DEFAULT_STEPS)
+    size = args.size or (DEMO_SIZE if args.demo else (DEFAULT_WIDTH, DEFAULT_HEIGHT))
     settings = AnimationSettings(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -146,8 +154,8 @@ def _settings_from(args: argparse.Namespace) -> AnimationSettings:
         guidance_scale=args.cfg,
         seed=args.seed,
         num_frames=args.frames,
-        width=args.size[0],
-        height=args.size[1],
+        width=size[0],
+        height=size[1],
         init=init,
         dct_low_pass=args.dct_low_pass,
         dct_noise_timestep=args.dct_noise_timestep,
@@ -206,6 +214,12 @@ def _check_inputs(
         dtype = resolve_dtype(args.dtype, device)
     except ValueError as error:
         raise UsageError(f"--device/--dtype: {error}") from None
+    if args.compile:
+        from .torch_compile import compile_problem
+
+        problem = compile_problem(device)
+        if problem:
+            raise UsageError(f"--compile: {problem}. Run without --compile.")
     if args.model:
         if args.download:
             _download(args)
@@ -254,7 +268,8 @@ def _show_warning(stream: TextIO):
 def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, image, device, dtype = _check_inputs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=stderr))
-    for note in settings.quality_warnings():
+    # the notes compare with what the released model was trained on; the demo's random model learned nothing
+    for note in [] if args.demo else settings.quality_warnings():
         say(f"note: {note}")
 
     from tqdm.auto import tqdm
@@ -267,6 +282,8 @@ def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
         from .demo import DEMO_NOTICE, DEMO_PROMPT, SAMPLE_IMAGE, build_demo_components
 
         print(DEMO_NOTICE, file=stderr)
+        say(f"demo: {settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps "
+            "(without --demo the defaults are 512x320 and 50 steps)")
         if image is None:
             from .preprocess import load_image
 
@@ -281,6 +298,16 @@ def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
         except ComponentLoadError as error:
             print(f"{PROG}: error: {error}", file=stderr)
             return EXIT_FAILURE
+
+    from .devices import choose_dtype
+
+    choice = choose_dtype(args.dtype, device)
+    say(f"precision: {choice.name} ({choice.reason})")
+    if args.compile:
+        from .torch_compile import compile_unet
+
+        say("--compile: the UNet is compiled during the first step (minutes on a CPU) ...")
+        components.unet = compile_unet(components.unet)
 
     bar = tqdm(total=settings.steps, desc="Denoising", unit="step", file=stderr, disable=args.quiet, leave=False)
 

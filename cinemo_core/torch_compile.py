@@ -21,8 +21,14 @@ class CompileError(RuntimeError):
 
 
 def _first_line(error: BaseException) -> str:
+    """``Type: first line`` of the innermost cause (a backend failure wraps the compiler's own error)."""
+    while True:
+        inner = getattr(error, "inner_exception", None) or error.__cause__
+        if not isinstance(inner, BaseException) or inner is error:
+            break
+        error = inner
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return f"{type(error).__name__}: {lines[0] if lines else 'no message'}"
+    return f"{type(error).__name__}: {lines[0].rstrip(':') if lines else 'no message'}"
 
 
 def cpp_compiler() -> str | None:

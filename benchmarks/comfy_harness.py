@@ -24,7 +24,10 @@ def comfyui_path() -> Path:
 
 
 def boot(switches: Sequence[str] = ("--cpu",)):
-    """Boot ComfyUI in this process with ``switches`` as its command line; returns the harness's ComfyUI."""
+    """Boot ComfyUI in this process with ``switches`` as its command line; returns the harness's ComfyUI.
+
+    It runs on the CPU only when ``switches`` include ``--cpu``.
+    """
     path = comfyui_path()
     sys.path.insert(0, str(path))
     import comfy.options
@@ -38,7 +41,7 @@ def boot(switches: Sequence[str] = ("--cpu",)):
         sys.argv = saved
     from comfyui_harness import boot_comfyui
 
-    return boot_comfyui(path, Path(tempfile.mkdtemp(prefix="cinemo-bench-comfyui-")))
+    return boot_comfyui(path, Path(tempfile.mkdtemp(prefix="cinemo-bench-comfyui-")), cpu="--cpu" in switches)
 
 
 def add_golden_model(comfyui) -> str:

@@ -286,12 +286,12 @@ def check_official(folder: str | None) -> str | None:
     if folder is None:
         return None
     root = Path(folder).expanduser().resolve()
+    if root == REPO or REPO in root.parents:
+        raise SystemExit(f"--official {folder}: keep the official code outside this project (it must not be committed).")
     missing = [name for name in OFFICIAL_FILES if not (root / name).is_file()]
     if missing:
         raise SystemExit(f"--official {folder}: not a maxin-cn/Cinemo checkout ({', '.join(missing)} missing). "
                          "Fetch https://github.com/maxin-cn/Cinemo into a folder outside this project.")
-    if root == REPO or REPO in root.parents:
-        raise SystemExit(f"--official {folder}: keep the official code outside this project (it must not be committed).")
     return str(root)
 
 

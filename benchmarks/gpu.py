@@ -74,12 +74,20 @@ def _reset_memory(device: str) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def _memory_gb(device: str, peak: bool) -> float | None:
+def _peak_memory_gb(device: str) -> float:
+    """Peak GPU memory allocated by torch; on the CPU the process's peak resident memory (whole process)."""
     import torch
 
-    if not device.startswith("cuda"):
-        return None
-    return (torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()) / 2**30
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**30
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**30
+
+
+def _weights_gb(module) -> float:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) / 2**30
 
 
 class StepClock:
@@ -111,7 +119,7 @@ def _result(spec: dict, impl: str, dtype: str, clock: StepClock, weights_gb: flo
     return {
         "impl": impl, "dtype": dtype, "steps_run": len(steps), "step_s": median, "first_step_s": steps[0],
         "clip_s": clip, "extrapolated": len(steps) < spec["steps"], "weights_gb": weights_gb,
-        "peak_gb": _memory_gb(spec["device"], peak=True), "note": note,
+        "peak_gb": _peak_memory_gb(spec["device"]), "note": note,
     }
 
 
@@ -168,7 +176,7 @@ def run_official(spec: dict) -> None:
         _reset_memory(device)
         with torch.device(device):
             unet = UNet3DConditionModel.from_config(config).to(dtype).eval()
-        weights_gb = _memory_gb(device, peak=False)
+        weights_gb = _weights_gb(unet)
         scheduler = DDIMScheduler.from_pretrained(
             spec["scheduler_dir"], subfolder="scheduler", beta_start=1e-4, beta_end=0.02, beta_schedule="linear"
         )
@@ -212,7 +220,7 @@ def run_standalone(spec: dict) -> None:
         dtype = _torch_dtype(name)
         _reset_memory(device)
         unet = _random_unet(config, dtype, device)
-        weights_gb = _memory_gb(device, peak=False)
+        weights_gb = _weights_gb(unet)
         latents, base, context, negative = _inputs(spec, dtype, config.cross_attention_dim)
         clock = StepClock(device)
         with torch.inference_mode():
@@ -252,7 +260,7 @@ def run_comfyui(spec: dict) -> None:
         _reset_memory(device)
         (model,) = call_node("CinemoModelLoader", model_name=weights_file.name, weight_dtype=name)
         comfy.model_management.load_models_gpu([model])
-        weights_gb = _memory_gb(device, peak=False)
+        weights_gb = _weights_gb(model.model.diffusion_model)
         latents, base, context, negative = _inputs(spec, torch.float32, config.cross_attention_dim)
         first_frame = {"samples": base[:, :, 0].cpu() / 0.18215}
         positive, negative_cond, latent = call_node(
@@ -307,17 +315,16 @@ def build_spec(args: argparse.Namespace, scratch: Path) -> dict:
     (scheduler_dir / "scheduler" / "scheduler_config.json").write_text(SCHEDULER_CONFIG.read_text())
     width, height = (64, 64) if args.dry_run else args.size
     return {
-        "device": "cpu" if args.dry_run else "cuda", "frames": 3 if args.dry_run else args.frames,
+        "device": args.device, "frames": 3 if args.dry_run else args.frames, "threads": args.threads,
         "width": width, "height": height, "steps": 2 if args.dry_run else args.steps, "cfg": args.cfg,
         "official_steps": 2 if args.dry_run else args.official_steps, "unet_config": str(unet_config),
         "scheduler_dir": str(scheduler_dir), "official": args.official,
     }
 
 
-def run_worker(impl: str, spec: dict, python: str, timeout: float) -> tuple[list[dict], str | None]:
-    """Run one implementation in its own process; returns its results and an error line (or None)."""
-    spec = {**spec, "dtypes": list(DTYPES[impl]),
-            "run_steps": spec["official_steps"] if impl == "official" else spec["steps"]}
+def run_worker(impl: str, dtype: str, spec: dict, python: str, timeout: float) -> tuple[list[dict], str | None]:
+    """Run one implementation and dtype in its own process (its own peak memory); returns results and an error."""
+    spec = {**spec, "dtypes": [dtype], "run_steps": spec["official_steps"] if impl == "official" else spec["steps"]}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [python, str(Path(__file__).resolve()), "--worker", impl, "--spec", json.dumps(spec)]
@@ -341,7 +348,8 @@ def _gb(value: float | None) -> str:
 def format_table(results: list[dict], errors: dict[str, str], spec: dict) -> str:
     official = {r["dtype"]: r for r in results if r["impl"] == "official"}
     lines = [
-        "| implementation | weights | s / step | 50-step loop, s | vs official | weights GiB | peak GiB | note |",
+        f"| implementation | weights | s / step | {spec['steps']}-step loop, s | vs official | weights GiB | "
+        f"peak GiB ({'GPU allocated' if spec['device'] == 'cuda' else 'process RSS'}) | note |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -350,8 +358,9 @@ def format_table(results: list[dict], errors: dict[str, str], spec: dict) -> str
         star = "*" if r["extrapolated"] else ""
         lines.append(f"| {r['impl']} | {r['dtype']} | {r['step_s']:.3f} | {r['clip_s']:.1f}{star} | {ratio} | "
                      f"{_gb(r['weights_gb'])} | {_gb(r['peak_gb'])} | {r['note']} |")
-    for impl, error in errors.items():
-        lines.append(f"| {impl} | - | - | - | - | - | - | not run: {error} |")
+    for where, error in errors.items():
+        impl, _, dtype = where.partition(" ")
+        lines.append(f"| {impl} | {dtype or '-'} | - | - | - | - | - | not run: {error} |")
     lines.append(f"\n`vs official`: the official loop's time / this one's (same weights dtype). `*`: "
                  f"{spec['official_steps']} steps measured, the rest extrapolated from the median step.")
     return "\n".join(lines)
@@ -369,6 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=lambda text: tuple(int(v) for v in text.split("x")), default=(512, 320),
                         metavar="WxH")
     parser.add_argument("--cfg", type=float, default=7.5)
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda",
+                        help="cpu: the same comparison on the CPU at a size you choose (e.g. --size 128x64)")
+    parser.add_argument("--dtypes", nargs="+", choices=("fp32", "fp16", "bf16", "fp8_e4m3fn"),
+                        help="weight dtypes to run (default: fp16 and bf16, and fp8_e4m3fn in ComfyUI)")
+    parser.add_argument("--threads", type=int, help="torch threads in every implementation (CPU runs)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per implementation")
     parser.add_argument("--dry-run", action="store_true",
                         help="the same code on the CPU: tiny model, 3 frames at 64x64, 2 steps")
@@ -378,12 +392,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.worker:
-        WORKERS[args.worker](json.loads(args.spec))
+        spec = json.loads(args.spec)
+        if spec.get("threads"):
+            import torch
+
+            torch.set_num_threads(spec["threads"])
+        WORKERS[args.worker](spec)
         return 0
 
     import torch
 
-    if not args.dry_run and not torch.cuda.is_available():
+    if args.dry_run:
+        args.device = "cpu"
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("gpu.py: no CUDA device here; use --dry-run to run the same code on the CPU.", file=sys.stderr)
         return 2
     args.official = check_official(args.official)
@@ -402,13 +423,24 @@ def main(argv: list[str] | None = None) -> int:
         spec = build_spec(args, Path(scratch))
         for impl in impls:
             python = args.official_python if impl == "official" else sys.executable
-            found, error = run_worker(impl, spec, python, args.timeout)
-            results.extend(found)
-            if error:
-                errors[impl] = error
-                failed.append(impl)
+            for dtype in args.dtypes or DTYPES[impl]:
+                if dtype not in DTYPES[impl] and dtype != "fp32":
+                    errors[f"{impl} {dtype}"] = f"{impl} has no {dtype} weights"
+                    continue
+                found, error = run_worker(impl, dtype, spec, python, args.timeout)
+                results.extend(found)
+                if error:
+                    errors[f"{impl} {dtype}"] = error
+                    failed.append(impl)
 
-    device = torch.cuda.get_device_name() if not args.dry_run else f"CPU ({platform.processor() or platform.machine()})"
+    if args.device == "cuda":
+        device = torch.cuda.get_device_name()
+    else:
+        from cinemo_core.devices import native_cpu_bf16, probe_cpu_features
+
+        threads = args.threads or torch.get_num_threads()
+        device = (f"CPU {platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {threads} threads "
+                  f"({native_cpu_bf16(probe_cpu_features())[1]})")
     kind = "DRY RUN (tiny model, CPU)" if args.dry_run else "official config, random weights"
     print(f"{datetime.date.today()}, {device}, torch {torch.__version__}, {kind}: {spec['frames']} frames at "
           f"{spec['width']}x{spec['height']}, {spec['steps']} DDIM steps, CFG {spec['cfg']:g}")

@@ -100,10 +100,12 @@ class StepClock:
     def start(self) -> None:
         _sync(self.device)
         self.marks = [time.perf_counter()]
+        self.cpu = [time.process_time()]
 
     def step(self, *_: Any) -> None:
         _sync(self.device)
         self.marks.append(time.perf_counter())
+        self.cpu.append(time.process_time())
 
     @property
     def steps(self) -> list[float]:
@@ -116,7 +118,10 @@ def _result(spec: dict, impl: str, dtype: str, clock: StepClock, weights_gb: flo
         raise RuntimeError(f"{impl} {dtype}: {len(steps)} step callbacks for {spec['run_steps']} steps")
     median = statistics.median(steps[1:] or steps)  # the first step includes one-time set-up
     clip = sum(steps) + median * (spec["steps"] - len(steps))
+    # CPU time of this process per step: steadier than wall time on a shared CPU (not meaningful on a GPU)
+    cpu_steps = [b - a for a, b in zip(clock.cpu, clock.cpu[1:])]
     return {
+        "cpu_step_s": statistics.median(cpu_steps[1:] or cpu_steps),
         "impl": impl, "dtype": dtype, "steps_run": len(steps), "step_s": median, "first_step_s": steps[0],
         "clip_s": clip, "extrapolated": len(steps) < spec["steps"], "weights_gb": weights_gb,
         "peak_gb": _peak_memory_gb(spec["device"]), "note": note,
@@ -317,14 +322,15 @@ def build_spec(args: argparse.Namespace, scratch: Path) -> dict:
     return {
         "device": args.device, "frames": 3 if args.dry_run else args.frames, "threads": args.threads,
         "width": width, "height": height, "steps": 2 if args.dry_run else args.steps, "cfg": args.cfg,
-        "official_steps": 2 if args.dry_run else args.official_steps, "unet_config": str(unet_config),
+        "official_steps": 2 if args.dry_run else args.official_steps,
+        "our_steps": 2 if args.dry_run else (args.run_steps or args.steps), "unet_config": str(unet_config),
         "scheduler_dir": str(scheduler_dir), "official": args.official,
     }
 
 
 def run_worker(impl: str, dtype: str, spec: dict, python: str, timeout: float) -> tuple[list[dict], str | None]:
     """Run one implementation and dtype in its own process (its own peak memory); returns results and an error."""
-    spec = {**spec, "dtypes": [dtype], "run_steps": spec["official_steps"] if impl == "official" else spec["steps"]}
+    spec = {**spec, "dtypes": [dtype], "run_steps": spec["official_steps"] if impl == "official" else spec["our_steps"]}
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     command = [python, str(Path(__file__).resolve()), "--worker", impl, "--spec", json.dumps(spec)]
@@ -349,20 +355,23 @@ def format_table(results: list[dict], errors: dict[str, str], spec: dict) -> str
     official = {r["dtype"]: r for r in results if r["impl"] == "official"}
     lines = [
         f"| implementation | weights | s / step | {spec['steps']}-step loop, s | vs official | weights GiB | "
-        f"peak GiB ({'GPU allocated' if spec['device'] == 'cuda' else 'process RSS'}) | note |",
-        "|---|---|---|---|---|---|---|---|",
+        f"peak GiB ({'GPU allocated' if spec['device'] == 'cuda' else 'process RSS'}) | note |"
+        + (" CPU s / step |" if spec["device"] == "cpu" else ""),
+        "|---|---|---|---|---|---|---|---|" + ("---|" if spec["device"] == "cpu" else ""),
     ]
     for r in results:
         reference = official.get(r["dtype"])
         ratio = f"{reference['clip_s'] / r['clip_s']:.2f}x" if reference and r["impl"] != "official" else "-"
         star = "*" if r["extrapolated"] else ""
         lines.append(f"| {r['impl']} | {r['dtype']} | {r['step_s']:.3f} | {r['clip_s']:.1f}{star} | {ratio} | "
-                     f"{_gb(r['weights_gb'])} | {_gb(r['peak_gb'])} | {r['note']} |")
+                     f"{_gb(r['weights_gb'])} | {_gb(r['peak_gb'])} | {r['note']} |"
+                     + (f" {r['cpu_step_s']:.3f} |" if spec["device"] == "cpu" else ""))
     for where, error in errors.items():
         impl, _, dtype = where.partition(" ")
         lines.append(f"| {impl} | {dtype or '-'} | - | - | - | - | - | not run: {error} |")
-    lines.append(f"\n`vs official`: the official loop's time / this one's (same weights dtype). `*`: "
-                 f"{spec['official_steps']} steps measured, the rest extrapolated from the median step.")
+    lines.append(f"\n`vs official`: the official loop's time / this one's (same weights dtype). `*`: only "
+                 f"{spec['official_steps']} (official) / {spec['our_steps']} (this package) steps measured, the rest "
+                 "extrapolated from the median step.")
     return "\n".join(lines)
 
 
@@ -374,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=IMPLEMENTATIONS)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--official-steps", type=int, default=10, help="steps the official code runs (extrapolated)")
+    parser.add_argument("--run-steps", type=int, default=None,
+                        help="steps this package runs (default: all of --steps; fewer are extrapolated, for CPU runs)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=lambda text: tuple(int(v) for v in text.split("x")), default=(512, 320),
                         metavar="WxH")

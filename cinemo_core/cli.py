@@ -33,8 +33,10 @@ PROG = "cinemo-animate"
 #: ``cinemo-animate transfer ...`` runs motion transfer; anything else is an animation.
 TRANSFER_COMMAND = "transfer"
 DEFAULT_FPS = 8.0
-#: Steps the demo uses when --steps is not given: its random weights gain nothing from 50.
-DEMO_STEPS = 25
+#: Steps and size the demo uses when --steps / --size are not given: its random weights gain nothing from
+#: 50 steps at 512x320, and these keep the demo within seconds on a 2-core CPU (every stage still runs).
+DEMO_STEPS = 10
+DEMO_SIZE = (256, 160)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
@@ -109,8 +111,9 @@ def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) ->
     parser.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
                         help=f"frames in the video, the first frame included (default {DEFAULT_FRAMES}; more than "
                         "16 are sampled in overlapping windows of 16)")
-    parser.add_argument("--size", type=_size, default=(DEFAULT_WIDTH, DEFAULT_HEIGHT), metavar="WxH",
-                        help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT})")
+    parser.add_argument("--size", type=_size, default=None, metavar="WxH",
+                        help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
+                        f"{DEMO_SIZE[0]}x{DEMO_SIZE[1]} with --demo)")
     parser.add_argument("--fps", type=float, default=DEFAULT_FPS, help=f"frame rate (default {DEFAULT_FPS:g})")
     init = parser.add_mutually_exclusive_group()
     init.add_argument("--init", choices=mode.init_choices, default=None, help=mode.init_help)
@@ -125,7 +128,11 @@ def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) ->
                         "kl = vae/, auto = temporal if present (default)")
     parser.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
-                        help="precision: auto = fp16 on a GPU, fp32 on the CPU")
+                        help="precision: auto = fp16 on a GPU, bf16 on a CPU with native bfloat16 "
+                        "(AVX512-BF16 or AMX), else fp32")
+    parser.add_argument("--compile", action="store_true",
+                        help="compile the UNet with torch.compile (the first step then takes minutes on a CPU; "
+                        "see the README for when it pays off)")
     parser.add_argument("--quiet", "-q", action="store_true",
                         help="no progress bar or notes (errors, the demo notice and the final line still print)")
 
@@ -207,9 +214,10 @@ def build_transfer_parser() -> argparse.ArgumentParser:
 
 
 def _shared_settings(args: argparse.Namespace) -> dict:
-    from .defaults import DEFAULT_STEPS
+    from .defaults import DEFAULT_HEIGHT, DEFAULT_STEPS, DEFAULT_WIDTH
 
     steps = args.steps if args.steps is not None else (DEMO_STEPS if args.demo else DEFAULT_STEPS)
+    width, height = args.size or (DEMO_SIZE if args.demo else (DEFAULT_WIDTH, DEFAULT_HEIGHT))
     return dict(
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
@@ -219,8 +227,8 @@ def _shared_settings(args: argparse.Namespace) -> dict:
         guidance_scale=args.cfg,
         seed=args.seed,
         num_frames=args.frames,
-        width=args.size[0],
-        height=args.size[1],
+        width=width,
+        height=height,
         init="plain" if args.no_dct else (args.init or "dct"),
         dct_low_pass=args.dct_low_pass,
         dct_noise_timestep=args.dct_noise_timestep,
@@ -299,6 +307,12 @@ def _check_device_and_model(args: argparse.Namespace) -> tuple[torch.device, tor
         dtype = resolve_dtype(args.dtype, device)
     except ValueError as error:
         raise UsageError(f"--device/--dtype: {error}") from None
+    if args.compile:
+        from .torch_compile import compile_problem
+
+        problem = compile_problem(device)
+        if problem:
+            raise UsageError(f"--compile: {problem}. Run without --compile.")
     if args.model:
         if args.download:
             _download(args)
@@ -414,27 +428,46 @@ def _show_warning(stream: TextIO):
 def _load_components(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, stderr: TextIO, say: Callable[..., None]
 ) -> CinemoComponents | None:
-    """The demo's tiny model (announced) or the model folder's; None after reporting a load failure."""
+    """The demo's tiny model (announced) or the model folder's, compiled with --compile; None after reporting a
+    load failure."""
     from .components import ComponentLoadError, load_components
+    from .devices import choose_dtype
 
     if args.demo:
         from .demo import DEMO_NOTICE, build_demo_components
 
         print(DEMO_NOTICE, file=stderr)
-        return build_demo_components(device=device, dtype=dtype)
-    say(f"Loading Cinemo from {args.model} on {device} ({str(dtype).replace('torch.', '')}) ...")
-    try:
-        return load_components(args.model, device=device, dtype=dtype, vae=args.vae)
-    except ComponentLoadError as error:
-        print(f"{PROG}: error: {error}", file=stderr)
-        return None
+        components = build_demo_components(device=device, dtype=dtype)
+    else:
+        say(f"Loading Cinemo from {args.model} on {device} ({str(dtype).replace('torch.', '')}) ...")
+        try:
+            components = load_components(args.model, device=device, dtype=dtype, vae=args.vae)
+        except ComponentLoadError as error:
+            print(f"{PROG}: error: {error}", file=stderr)
+            return None
+    choice = choose_dtype(args.dtype, device)
+    say(f"precision: {choice.name} ({choice.reason})")
+    if args.compile:
+        from .torch_compile import compile_unet
+
+        say("--compile: the UNet is compiled during the first step (minutes on a CPU) ...")
+        components.unet = compile_unet(components.unet)
+    return components
+
+
+def _say_settings(args: argparse.Namespace, settings, say: Callable[..., None]) -> None:
+    """The demo's reduced size and steps, and the notes on settings that leave what the model was trained on."""
+    if args.demo:
+        say(f"demo: {settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps "
+            "(without --demo the defaults are 512x320 and 50 steps)")
+    for note in settings.quality_warnings(trained_size=not args.demo):
+        say(f"note: {note}")
 
 
 def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, image, device, dtype = _check_inputs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=stderr))
-    for note in settings.quality_warnings():
-        say(f"note: {note}")
+    _say_settings(args, settings, say)
 
     from tqdm.auto import tqdm
 
@@ -485,8 +518,7 @@ def _frame_rate_note(source_fps: float, frame_step: int) -> str | None:
 def _run_transfer(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, clip, source_fps, image, device, dtype = _check_transfer_inputs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=stderr))
-    for note in settings.quality_warnings():
-        say(f"note: {note}")
+    _say_settings(args, settings, say)
     note = _frame_rate_note(source_fps, settings.frame_step)
     if note:
         say(f"note: {note}")

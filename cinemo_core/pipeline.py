@@ -147,15 +147,16 @@ class AnimationSettings:
         if not isinstance(self.loop, bool):
             raise ValueError(f"loop must be True or False, got {self.loop!r}.")
 
-    def quality_warnings(self) -> list[str]:
-        """Settings that run but leave what the model was trained on."""
+    def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
+        """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is
+        False: the demo's random model was trained on nothing)."""
         notes = []
         if self.num_frames > TRAINED_FRAMES:
             notes.append(
                 f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
                 f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
-        if (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        if trained_size and (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
             notes.append(
                 f"{self.width}x{self.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
                 "quality may drop at other sizes."

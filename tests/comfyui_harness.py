@@ -81,12 +81,12 @@ class ComfyUI:
         return executor, server
 
 
-def boot_comfyui(comfy_path: Path, workdir: Path) -> ComfyUI:
-    """Import ComfyUI from ``comfy_path`` on the CPU and load this repository as a custom node pack."""
+def boot_comfyui(comfy_path: Path, workdir: Path, *, cpu: bool = True) -> ComfyUI:
+    """Import ComfyUI from ``comfy_path`` (on the CPU unless ``cpu`` is False) and load this repository as a pack."""
     sys.path.insert(0, str(comfy_path))
     from comfy.cli_args import args  # must precede any import of comfy.model_management
 
-    args.cpu = True
+    args.cpu = args.cpu or cpu
     args.disable_api_nodes = True
     import utils.extra_config  # noqa: F401  (before `nodes`, which would otherwise shadow `utils`)
     import folder_paths

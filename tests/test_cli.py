@@ -13,6 +13,7 @@ import torch
 
 import cinemo_core
 from cinemo_core import cli
+from cinemo_core.devices import CpuFeatures
 from cinemo_core.video_io import probe_video, read_video
 
 REPO_ROOT = Path(cinemo_core.__file__).resolve().parents[1]
@@ -89,6 +90,18 @@ def test_demo_with_defaults_except_size_and_steps(out_dir, capsys):
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (16, 64, 64, 8.0)
     assert "RANDOM weights" in capsys.readouterr().err
+
+
+def test_demo_exactly_as_the_readme_runs_it(out_dir, capsys):
+    """No settings given: the demo's own size and steps, the default frames and fps, honest about the weights."""
+    out = out_dir / "demo.mp4"
+    assert run_cli(["--demo", "--out", out]) == 0
+    info = probe_video(out)
+    width, height = cli.DEMO_SIZE
+    assert (info.num_frames, info.width, info.height, info.fps) == (16, width, height, 8.0)
+    err = capsys.readouterr().err
+    assert "RANDOM weights" in err and "meaningless" in err
+    assert f"demo: 16 frames at {width}x{height}, {cli.DEMO_STEPS} steps" in err
 
 
 def test_model_folder_gives_the_same_video_as_the_demo(demo_model_folder, image, out_dir):
@@ -304,9 +317,66 @@ def test_terminated_run_leaves_no_video(out_dir):
     assert list(out_dir.iterdir()) == []
 
 
+NATIVE_BF16_CPU = CpuFeatures(machine="x86_64", cpuinfo_flags=frozenset({"avx512f", "avx512_bf16"}),
+                              torch_bf16_flags=frozenset({"avx512_bf16"}), aten_capability="AVX512", onednn=True)
+PLAIN_CPU = CpuFeatures(machine="x86_64", cpuinfo_flags=frozenset({"avx2"}), torch_bf16_flags=frozenset(),
+                        aten_capability="AVX2", onednn=True)
+
+
+@pytest.mark.parametrize(
+    ("cpu", "dtype", "expected", "said"),
+    [
+        (NATIVE_BF16_CPU, "auto", torch.bfloat16, "precision: bf16 (auto on the CPU: this CPU computes bfloat16 natively (avx512_bf16))"),
+        (PLAIN_CPU, "auto", torch.float32, "precision: fp32 (auto on the CPU: this CPU has no AVX512-BF16 or AMX"),
+        (NATIVE_BF16_CPU, "fp32", torch.float32, "precision: fp32 (--dtype fp32)"),
+        (PLAIN_CPU, "bf16", torch.bfloat16, "precision: bf16 (--dtype bf16 (this CPU has no AVX512-BF16 or AMX"),
+    ],
+    ids=["auto-native-bf16", "auto-plain", "fp32-overrides", "bf16-requested"],
+)
+def test_the_chosen_precision_is_used_and_explained(cpu, dtype, expected, said, image, out_dir, capsys, monkeypatch):
+    from cinemo_core import demo
+
+    monkeypatch.setattr("cinemo_core.devices.probe_cpu_features", lambda: cpu)
+    built = []
+    real_build = demo.build_demo_components
+    monkeypatch.setattr(
+        "cinemo_core.demo.build_demo_components", lambda **kw: built.append(kw["dtype"]) or real_build(**kw)
+    )
+    out = out_dir / "clip.gif"
+    assert run_cli([image, "--demo", "--out", out, *TINY, "--device", "cpu", "--dtype", dtype]) == 0
+    assert built == [expected]
+    assert said in capsys.readouterr().err
+    assert probe_video(out).num_frames == 3
+
+
+def test_compile_without_a_cpp_compiler_fails_before_loading(tmp_path, out_dir, capsys, monkeypatch,
+                                                             nothing_heavy_loads):
+    monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+    assert run_cli(["--demo", "--out", out_dir / "clip.mp4", "--device", "cpu", "--compile"]) == 2
+    err = capsys.readouterr().err
+    assert "--compile" in err and "C++ compiler" in err and "no-such-c++" in err
+    assert list(out_dir.iterdir()) == []
+
+
+def test_compile_failure_is_one_clear_line(image, out_dir, capsys, monkeypatch):
+    from cinemo_core import torch_compile
+
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("C++ compile failed:\n/tmp/kernel.cpp:1: error: ...\n  (hundreds more lines)")
+
+    monkeypatch.setattr(torch_compile, "compile_unet", lambda unet: torch_compile.CompiledUNet(unet, backend=broken_backend))
+    assert run_cli([image, "--demo", "--out", out_dir / "clip.mp4", *TINY, "--device", "cpu", "--compile"]) == 1
+    err = capsys.readouterr().err
+    (line,) = [text for text in err.splitlines() if "error:" in text]
+    assert "could not compile the UNet (RuntimeError: C++ compile failed)" in line and "without --compile" in line
+    assert "Traceback" not in err and "kernel.cpp" not in err
+    assert list(out_dir.iterdir()) == []
+
+
 def test_help_lists_the_options(capsys):
     assert run_cli(["--help"]) == 0
     text = capsys.readouterr().out
     for flag in ("--demo", "--model", "--intensity", "--cfg", "--frames", "--size", "--no-dct", "--dct-low-pass",
-                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop"):
+                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop",
+                 "--compile"):
         assert flag in text

@@ -35,7 +35,7 @@ TRANSFER_COMMAND = "transfer"
 DEFAULT_FPS = 8.0
 #: Steps and size the demo uses when --steps / --size are not given: its random weights gain nothing from
 #: 50 steps at 512x320, and these keep the demo within seconds on a 2-core CPU (every stage still runs).
-DEMO_STEPS = 10
+DEMO_STEPS = 8
 DEMO_SIZE = (256, 160)
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 

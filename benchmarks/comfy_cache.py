@@ -31,6 +31,7 @@ def main() -> None:
                         help="latent size (default 8 16 = 128x64 pixels, the golden case's)")
     parser.add_argument("--thresholds", type=float, nargs="+", default=(0.05, 0.1, 0.2, 0.3))
     parser.add_argument("--nodes", nargs="+", default=("EasyCache", "LazyCache"))
+    parser.add_argument("--cfg", type=float, default=7.5, help="guidance (1: one UNet input per step, no uncond)")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (1 gives steadier CPU-time ratios on a busy machine)")
     args = parser.parse_args()
@@ -65,7 +66,7 @@ def main() -> None:
         try:
             (out,) = call_node(
                 "CinemoSampler", model=patched, positive=positive, negative=negative, latent_image=latent,
-                first_frame=first_frame, seed=3, steps=args.steps, cfg=7.5, sampler_name="ddim",
+                first_frame=first_frame, seed=3, steps=args.steps, cfg=args.cfg, sampler_name="ddim",
                 scheduler="cinemo_ddim", dct_init=True, low_pass=0.23, noise_timestep=975,
             )
         finally:
@@ -86,7 +87,7 @@ def main() -> None:
     print(f"{datetime.date.today()}, {platform.machine()} {platform.processor() or ''}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, ComfyUI --cpu")
     print(f"tiny random Cinemo (tests/fixtures/tiny_a), {args.frames} frames, latent {height}x{width}, "
-          f"{args.steps} DDIM steps, CFG 7.5 (cond + uncond batched)")
+          f"{args.steps} DDIM steps, CFG {args.cfg:g}" + (" (cond + uncond batched)" if args.cfg != 1 else ""))
     print("| cache | reuse_threshold | UNet calls | skipped | wall s | CPU s | speed-up (CPU time) | max rel. difference |")
     print("|---|---|---|---|---|---|---|---|")
     for node, threshold, calls, seconds, cpu, difference in rows:

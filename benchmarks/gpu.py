@@ -401,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if str(REPO) not in sys.path:
+        sys.path.append(str(REPO))  # cinemo_core from this checkout when it is not installed
 
     if args.worker:
         spec = json.loads(args.spec)

@@ -151,6 +151,7 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--latent", type=int, nargs=2, default=(8, 16), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--eager-only", action="store_true", help="only the eager runs (seconds, not minutes)")
     parser.add_argument("--worker", choices=WORKERS, help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -169,8 +170,9 @@ def main() -> None:
     for host in hosts:
         with tempfile.TemporaryDirectory(prefix="cinemo-inductor-cache-") as cache:
             eager = run(host, False, spec, Path(cache))
-            cold = run(host, True, spec, Path(cache))
-            warm = run(host, True, spec, Path(cache))
+            skipped = {"error": "not run (--eager-only)"}
+            cold = skipped if args.eager_only else run(host, True, spec, Path(cache))
+            warm = skipped if args.eager_only else run(host, True, spec, Path(cache))
         rows.append((host, eager, cold, warm))
 
     import torch

@@ -7,6 +7,8 @@ from here (and ``comfy_api`` for the node schema).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -155,6 +157,8 @@ class SamplingSetup:
     flow_prediction: bool  # the model sampling predicts a flow (ModelSamplingSD3, ...), not noise
     compiled: bool  # TorchCompileModel will compile the diffusion model at the first step
     device: torch.device  # where the model runs
+    easycache: bool  # core EasyCache wraps the diffusion model
+    negative_pass: bool  # the negative (uncond) conditioning runs too: cfg is not 1, or a node keeps it at 1
 
 
 def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], None]) -> None:
@@ -162,7 +166,7 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
     (``add_wrapper_with_key``), whose executor's ``class_obj`` is the guider with ``model_options``
     (``sampler_cfg_function``, ``sampler_pre_cfg_function``, ``sampler_post_cfg_function``,
     ``sampler_calc_cond_batch_function``, ``transformer_options``, and the settings ``set_torch_compile_wrapper``
-    keeps under ``TORCH_COMPILE_KWARGS``), ``conds`` and ``model_patcher``."""
+    keeps under ``TORCH_COMPILE_KWARGS``), ``conds``, ``cfg`` and ``model_patcher`` (``get_all_wrappers``)."""
 
     def wrapper(executor, *args, **kwargs):
         guider = executor.class_obj
@@ -175,6 +179,10 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
             transformer_options=options.get("transformer_options", {}),
             flow_prediction=isinstance(model_sampling, comfy.model_sampling.CONST),
             compiled=options.get(TORCH_COMPILE_KWARGS) is not None, device=guider.model_patcher.load_device,
+            easycache=any(getattr(wrapper, "__name__", "") == "easycache_forward_wrapper" for wrapper in
+                          guider.model_patcher.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)),
+            negative_pass=not math.isclose(getattr(guider, "cfg", 1.0), 1.0)
+            or bool(options.get("disable_cfg1_optimization", False)),
         ))
         return executor(*args, **kwargs)
 

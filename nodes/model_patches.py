@@ -233,9 +233,16 @@ def check_sampling_setup(setup: SamplingSetup) -> None:
         )
     if setup.compiled and setup.device.type == "cpu":
         raise ValueError(
-            "TorchCompileModel on the CPU: compiling the Cinemo UNet there is impractically slow (the tiny test "
-            "model had not finished compiling after 15 minutes on a shared 2-core machine; ComfyUI's CPU attention "
-            "asks for free memory at each call, which splits the model into ~60 graphs), so the first step would "
-            "seem to hang. Remove the TorchCompileModel node when running on the CPU."
+            "TorchCompileModel on the CPU: it does not pay off for Cinemo there (measured on the tiny test model: "
+            "the first step compiles for 4.5 minutes, and the compiled steps were no faster than without it, "
+            "because ComfyUI's CPU attention asks for free memory at each call, which splits the model into ~60 "
+            "graphs), so the first step would seem to hang. Remove the TorchCompileModel node when running on the CPU."
+        )
+    if setup.easycache and setup.negative_pass:
+        raise ValueError(
+            "EasyCache with guidance (cfg other than 1): when the positive and negative passes run as one batch, "
+            "ComfyUI's EasyCache adds the cached change of both passes to each of them, so the skipped steps come "
+            "out wrong (measured on Cinemo: the video differs from the uncached one by more than its own size). "
+            "Use LazyCache (same settings) instead, or cfg 1."
         )
     check_patches_are_supported(setup.transformer_options)

@@ -205,13 +205,21 @@ def test_add_sampling_check(compat, golden_model, golden):
     (sigmas,) = call_node("CinemoScheduler", steps=2)
     (noise,) = call_node("RandomNoise", noise_seed=0)
     (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
-    for sampling in (model, call_node("ModelSamplingSD3", model=model, shift=3.0)[0],
-                     call_node("TorchCompileModel", model=model, backend="inductor")[0]):
-        (guider,) = call_node("CFGGuider", model=sampling, positive=controlled, negative=negative, cfg=7.5)
+    cache = dict(reuse_threshold=0.2, start_percent=0.15, end_percent=0.95, verbose=False)
+    easycache = call_node("EasyCache", model=model, **cache)[0]
+    keeps_negative = easycache.clone()
+    keeps_negative.set_model_sampler_post_cfg_function(post_cfg, disable_cfg1_optimization=True)
+    for sampling, cfg in ((model, 7.5), (call_node("ModelSamplingSD3", model=model, shift=3.0)[0], 7.5),
+                          (call_node("TorchCompileModel", model=model, backend="inductor")[0], 7.5),
+                          (easycache, 1.0), (call_node("LazyCache", model=model, **cache)[0], 7.5),
+                          (keeps_negative, 1.0)):
+        (guider,) = call_node("CFGGuider", model=sampling, positive=controlled, negative=negative, cfg=cfg)
         with pytest.raises(_Stop):
             call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
                       latent_image=latent)
-    plain, flow, compiled = seen
+    plain, flow, compiled, easy, lazy, kept = seen
+    assert plain.negative_pass and not easy.negative_pass and kept.negative_pass
+    assert easy.easycache and kept.easycache and not lazy.easycache and not plain.easycache
     assert plain.conds["positive"][0]["control"] is control
     assert "control" not in plain.conds["negative"][0]
     assert post_cfg in plain.sampler_functions

@@ -66,7 +66,6 @@ NODES = {
                   dict(tile_size=256, swap_size=2, max_depth=0, scale_depth=False), 0.0, STEPS),
     "RescaleCFG": (dict(multiplier=0.7), dict(multiplier=0.0), 1e-5, STEPS),
     "ModelSamplingDiscrete": (dict(sampling="v_prediction", zsnr=False), dict(sampling="eps", zsnr=False), 0.0, STEPS),
-    "EasyCache": (dict(reuse_threshold=0.5, **CACHE), dict(reuse_threshold=0.0, **CACHE), 0.0, 10),
     "LazyCache": (dict(reuse_threshold=0.5, **CACHE), dict(reuse_threshold=0.0, **CACHE), 0.0, 10),
     # over the residual's 7 frames: windows of 4 change it, one window of 7 is the whole clip
     "ContextWindowsManual": (dict(context_length=4, **WINDOWS), dict(context_length=7, **WINDOWS), 0.0, STEPS),
@@ -379,3 +378,27 @@ def test_attention_replacements_get_comfyuis_qkv_layout_and_can_reproduce_attent
     model = golden_model.clone()
     model.set_model_attn1_replace(lambda q, k, v, extra: v, "middle", 0)
     assert relative_error(run_ours(model, golden, model.model_options["transformer_options"]), plain) > 1e-4
+
+
+def without_guidance(model, inputs):
+    positive, negative, _, _ = inputs
+    return call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=1.0)[0]
+
+
+def test_easycache_runs_without_guidance(golden_model, inputs):
+    plain = sample(golden_model, inputs, 10, guider=without_guidance(golden_model, inputs))
+    never_skips = patched("EasyCache", golden_model, reuse_threshold=0.0, **CACHE)
+    assert relative_error(sample(never_skips, inputs, 10, guider=without_guidance(never_skips, inputs)), plain) == 0.0
+    skips = patched("EasyCache", golden_model, reuse_threshold=0.5, **CACHE)
+    cached = sample(skips, inputs, 10, guider=without_guidance(skips, inputs))
+    assert torch.isfinite(cached).all() and relative_error(cached, plain) > 1e-3
+
+
+def test_easycache_with_guidance_is_refused_before_the_first_step(golden_model, inputs):
+    """With cond and uncond batched, ComfyUI 0.3.64's EasyCache adds both cached differences to each half."""
+    steps = []
+    model = patched("EasyCache", golden_model, reuse_threshold=0.2, **CACHE)
+    model.set_model_unet_function_wrapper(lambda apply, args: steps.append(1) or apply(args["input"], args["timestep"], **args["c"]))
+    with pytest.raises(ValueError, match=r"EasyCache with guidance .* Use LazyCache .* or cfg 1"):
+        sample(model, inputs, 10)
+    assert steps == []

@@ -455,7 +455,7 @@ def _load_components(
     return components
 
 
-def _say_settings(args: argparse.Namespace, settings, say: Callable[..., None]) -> None:
+def _say_settings(args: argparse.Namespace, settings: AnimationSettings, say: Callable[..., None]) -> None:
     """The demo's reduced size and steps, and the notes on settings that leave what the model was trained on."""
     if args.demo:
         say(f"demo: {settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps "

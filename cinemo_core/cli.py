@@ -428,15 +428,14 @@ def _show_warning(stream: TextIO):
 def _load_components(
     args: argparse.Namespace, device: torch.device, dtype: torch.dtype, stderr: TextIO, say: Callable[..., None]
 ) -> CinemoComponents | None:
-    """The demo's tiny model (announced) or the model folder's, compiled with --compile; None after reporting a
-    load failure."""
+    """The demo's tiny model or the model folder's, compiled with --compile; None after reporting a load
+    failure."""
     from .components import ComponentLoadError, load_components
     from .devices import choose_dtype
 
     if args.demo:
-        from .demo import DEMO_NOTICE, build_demo_components
+        from .demo import build_demo_components
 
-        print(DEMO_NOTICE, file=stderr)
         components = build_demo_components(device=device, dtype=dtype)
     else:
         say(f"Loading Cinemo from {args.model} on {device} ({str(dtype).replace('torch.', '')}) ...")
@@ -455,9 +454,15 @@ def _load_components(
     return components
 
 
-def _say_settings(args: argparse.Namespace, settings: AnimationSettings, say: Callable[..., None]) -> None:
-    """The demo's reduced size and steps, and the notes on settings that leave what the model was trained on."""
+def _say_settings(
+    args: argparse.Namespace, settings: AnimationSettings, stderr: TextIO, say: Callable[..., None]
+) -> None:
+    """The demo notice (even when quiet) and its reduced size and steps, and the notes on settings that leave
+    what the model was trained on."""
     if args.demo:
+        from .demo import DEMO_NOTICE
+
+        print(DEMO_NOTICE, file=stderr)
         say(f"demo: {settings.num_frames} frames at {settings.width}x{settings.height}, {settings.steps} steps "
             "(without --demo the defaults are 512x320 and 50 steps)")
     for note in settings.quality_warnings(trained_size=not args.demo):
@@ -467,7 +472,7 @@ def _say_settings(args: argparse.Namespace, settings: AnimationSettings, say: Ca
 def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, image, device, dtype = _check_inputs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=stderr))
-    _say_settings(args, settings, say)
+    _say_settings(args, settings, stderr, say)
 
     from tqdm.auto import tqdm
 
@@ -518,7 +523,7 @@ def _frame_rate_note(source_fps: float, frame_step: int) -> str | None:
 def _run_transfer(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, clip, source_fps, image, device, dtype = _check_transfer_inputs(args)
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=stderr))
-    _say_settings(args, settings, say)
+    _say_settings(args, settings, stderr, say)
     note = _frame_rate_note(source_fps, settings.frame_step)
     if note:
         say(f"note: {note}")

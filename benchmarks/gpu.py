@@ -216,8 +216,8 @@ def run_standalone(spec: dict) -> None:
     """This package's UNet and DDIM loop."""
     import torch
 
-    from cinemo_core.config import CinemoUNetConfig
-    from cinemo_core.sampling import sample_residual
+    from cinemo_core.model.config import CinemoUNetConfig
+    from cinemo_core.sampling.sampler import sample_residual
 
     device = spec["device"]
     config = CinemoUNetConfig.from_diffusers_config(json.loads(Path(spec["unet_config"]).read_text()))
@@ -250,7 +250,7 @@ def run_comfyui(spec: dict) -> None:
     import comfy.model_management
     import comfy.utils
 
-    from cinemo_core.config import CinemoUNetConfig
+    from cinemo_core.model.config import CinemoUNetConfig
 
     config = CinemoUNetConfig.from_diffusers_config(json.loads(Path(spec["unet_config"]).read_text()))
     unet = _random_unet(config, torch.float16, device)
@@ -309,7 +309,7 @@ def check_official(folder: str | None) -> str | None:
 
 
 def build_spec(args: argparse.Namespace, scratch: Path) -> dict:
-    from cinemo_core.config import CinemoUNetConfig
+    from cinemo_core.model.config import CinemoUNetConfig
 
     config = CinemoUNetConfig.tiny() if args.dry_run else CinemoUNetConfig.official()
     unet_config = scratch / "unet_config.json"
@@ -449,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda":
         device = torch.cuda.get_device_name()
     else:
-        from cinemo_core.devices import native_cpu_bf16, probe_cpu_features
+        from cinemo_core.model.devices import native_cpu_bf16, probe_cpu_features
 
         threads = args.threads or torch.get_num_threads()
         device = (f"CPU {platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {threads} threads "

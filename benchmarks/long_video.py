@@ -5,7 +5,7 @@ Each configuration runs in its own process (so that its peak RSS is its own): th
 batched, as in the real sampler), fp32 on the CPU. Reported per configuration:
 
 * ``step peak``: the largest total of live tensors during one whole sampling step (every window, the
-  blending buffers and the DDIM update), traced with ``cinemo_core.memory.PeakTracker`` on the real run;
+  blending buffers and the DDIM update), traced with ``cinemo_core.model.memory.PeakTracker`` on the real run;
 * ``peak RSS``: the process's peak resident memory (weights, PyTorch, Python included);
 * ``s / step``: wall time of one step, the median over the timed steps.
 
@@ -31,9 +31,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from cinemo_core import CinemoUNet3D, CinemoUNetConfig  # noqa: E402
-from cinemo_core.context_windows import LONG_VIDEO_WINDOWS  # noqa: E402
-from cinemo_core.memory import PeakTracker  # noqa: E402
-from cinemo_core.sampling import sample_residual  # noqa: E402
+from cinemo_core.sampling.context_windows import LONG_VIDEO_WINDOWS  # noqa: E402
+from cinemo_core.model.memory import PeakTracker  # noqa: E402
+from cinemo_core.sampling.sampler import sample_residual  # noqa: E402
 
 
 def peak_rss_mib() -> float:

@@ -3,7 +3,7 @@
 Two hosts, each eager and compiled (inductor), every run in a fresh process:
 
 * **standalone**: the golden tiny UNet (tests/fixtures/tiny_a) in ``sample_residual`` (DDIM, CFG 7.5),
-  compiled with ``cinemo_core.torch_compile.compile_unet``, i.e. what ``cinemo-animate --compile`` does;
+  compiled with ``cinemo_core.app.torch_compile.compile_unet``, i.e. what ``cinemo-animate --compile`` does;
 * **comfyui**: the same model through Cinemo Model Loader + Cinemo Sampler, compiled with core
   **TorchCompileModel** (backend inductor), in an in-process ComfyUI (``--cpu``; needs COMFYUI_PATH).
 
@@ -71,8 +71,8 @@ def worker_standalone(spec: dict) -> dict:
     import torch
 
     from cinemo_core import load_unet
-    from cinemo_core.sampling import sample_residual
-    from cinemo_core.torch_compile import compile_unet
+    from cinemo_core.sampling.sampler import sample_residual
+    from cinemo_core.app.torch_compile import compile_unet
 
     sys.path.insert(0, str(REPO / "tests"))
     from golden_case import TINY_A

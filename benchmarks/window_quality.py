@@ -26,8 +26,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cinemo_core import sampling  # noqa: E402
-from cinemo_core.context_windows import (  # noqa: E402
+from cinemo_core.sampling import sampler as sampling  # noqa: E402
+from cinemo_core.sampling.context_windows import (  # noqa: E402
     BATCHED,
     FLAT,
     LOOPED_UNIFORM,
@@ -38,9 +38,9 @@ from cinemo_core.context_windows import (  # noqa: E402
     STANDARD_UNIFORM,
     ContextWindows,
 )
-from cinemo_core.loop import default_ramp  # noqa: E402
-from cinemo_core.sampling import sample_residual  # noqa: E402
-from cinemo_core.schedule import CinemoSchedule  # noqa: E402
+from cinemo_core.sampling.loop import default_ramp  # noqa: E402
+from cinemo_core.sampling.sampler import sample_residual  # noqa: E402
+from cinemo_core.sampling.schedule import CinemoSchedule  # noqa: E402
 
 TINY_A = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tiny_a"
 

@@ -3,7 +3,7 @@
 Nothing in this package imports ComfyUI.
 """
 
-from .checkpoint import (
+from .model.checkpoint import (
     CheckpointError,
     CinemoWeightsWarning,
     DamagedCheckpointError,
@@ -13,26 +13,26 @@ from .checkpoint import (
     load_unet,
     prepare_unet_state_dict,
 )
-from .config import CinemoUNetConfig
-from .dct_init import INIT_MODES, dct_init, fft_init, init_noise
-from .inversion import edit_init_latents, invert_residual
-from .motion import estimate_intensity, intensity_to_motion_id, raw_motion_id
+from .model.config import CinemoUNetConfig
+from .sampling.dct_init import INIT_MODES, dct_init, fft_init, init_noise
+from .sampling.inversion import edit_init_latents, invert_residual
+from .sampling.motion import estimate_intensity, intensity_to_motion_id, raw_motion_id
 from .preprocess import fit_image, load_image
-from .sampling import assemble_video_latents, sample_residual, split_video_latents
-from .schedule import CinemoSchedule
-from .unet import CinemoUNet3D
+from .sampling.sampler import assemble_video_latents, sample_residual, split_video_latents
+from .sampling.schedule import CinemoSchedule
+from .model.unet import CinemoUNet3D
 
 # The standalone pipeline pulls in diffusers and transformers; import it only when asked for.
 _PIPELINE_EXPORTS = {
-    "animate": "pipeline",
-    "AnimationSettings": "pipeline",
-    "AnimationResult": "pipeline",
-    "load_components": "components",
-    "CinemoComponents": "components",
-    "write_video": "video_io",
-    "transfer_motion": "transfer",
-    "TransferSettings": "transfer",
-    "TransferResult": "transfer",
+    "animate": "app.pipeline",
+    "AnimationSettings": "app.pipeline",
+    "AnimationResult": "app.pipeline",
+    "load_components": "model.components",
+    "CinemoComponents": "model.components",
+    "write_video": "app.video_io",
+    "transfer_motion": "app.transfer",
+    "TransferSettings": "app.transfer",
+    "TransferResult": "app.transfer",
 }
 
 

@@ -10,15 +10,15 @@ from . import (
     invert_motion,
     last_frame,
     loop,
-    model_loader,
     motion,
     residual_to_frames,
     sampler,
     scheduler,
-    temporal_vae_decode,
-    temporal_vae_loader,
     video_encode,
 )
+from .model import loader as model_loader
+from .vae import decode as temporal_vae_decode
+from .vae import loader as temporal_vae_loader
 
 NODE_MODULES = (
     model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,

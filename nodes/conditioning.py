@@ -8,14 +8,14 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
+from ..cinemo_core.settings import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
 from ..cinemo_core.finite import check_text_embeddings
-from ..cinemo_core.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
-from ..cinemo_core.motion import raw_motion_id as checked_raw_motion_id
-from .cinemo_model import FIRST_FRAME_KEY, MOTION_ID_KEY
+from ..cinemo_core.sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
+from ..cinemo_core.sampling.motion import raw_motion_id as checked_raw_motion_id
+from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .comfy_compat import conditioning_with, intermediate_device
 from .latents import first_frame_samples
-from .model_guards import require_cinemo_model
+from .model.guards import require_cinemo_model
 
 #: ``raw_motion_id`` values below 0 mean "use intensity".
 RAW_ID_OFF = -1.0

@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.context_windows import BATCHED, FUSE_METHODS, OVERLAP_LINEAR, STANDARD_STATIC, STANDARD_UNIFORM
-from ..cinemo_core.defaults import (
+from ..cinemo_core.sampling.context_windows import BATCHED, FUSE_METHODS, OVERLAP_LINEAR, STANDARD_STATIC, STANDARD_UNIFORM
+from ..cinemo_core.settings import (
     CONTEXT_WINDOW_FUSE,
     CONTEXT_WINDOW_OVERLAP,
     CONTEXT_WINDOW_SCHEDULE,
@@ -20,7 +20,7 @@ from ..cinemo_core.defaults import (
     TRAINED_FRAMES,
 )
 from .comfy_compat import ContextHandler, ContextWindow, context_fuse_method, context_schedule, use_context_windows
-from .model_guards import require_cinemo_model
+from .model.guards import require_cinemo_model
 
 #: The residual frame axis of Cinemo's latent [N, 4, F - 1, h, w].
 FRAME_DIM = 2

@@ -10,7 +10,7 @@ import warnings
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.settings import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
 from ..cinemo_core.preprocess import fit_image
 from .comfy_compat import encode_images, intermediate_device
 

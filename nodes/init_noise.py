@@ -14,16 +14,16 @@ from dataclasses import dataclass
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.dct_init import INIT_MODES, init_noise
-from ..cinemo_core.defaults import (
+from ..cinemo_core.sampling.dct_init import INIT_MODES, init_noise
+from ..cinemo_core.settings import (
     DEFAULT_DCT_LOW_PASS,
     DEFAULT_DCT_NOISE_TIMESTEP,
     DEFAULT_EDIT_NOISE_TIMESTEP,
     DEFAULT_INIT,
 )
-from ..cinemo_core.schedule import CinemoSchedule
+from ..cinemo_core.sampling.schedule import CinemoSchedule
 from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
-from .model_config import latent_scale
+from .model.config import latent_scale
 
 MAX_SEED = 0xFFFFFFFFFFFFFFFF
 MAX_TIMESTEP = 999

@@ -9,12 +9,12 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import DEFAULT_STEPS, DEFAULT_TRANSFER_GUIDANCE
+from ..cinemo_core.settings import DEFAULT_STEPS, DEFAULT_TRANSFER_GUIDANCE
 from ..cinemo_core.finite import check_residual
-from ..cinemo_core.schedule import CinemoSchedule
+from ..cinemo_core.sampling.schedule import CinemoSchedule
 from .comfy_compat import custom_sampler, fit_latent_channels, intermediate_device, sample_with_guidance
 from .latents import residual_samples
-from .model_guards import require_cinemo_model
+from .model.guards import require_cinemo_model
 from .scheduler import official_sigmas, steps_input
 
 

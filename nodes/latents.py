@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from ..cinemo_core.sampling import assemble_video_latents
+from ..cinemo_core.sampling.sampler import assemble_video_latents
 
 #: The frames LATENT says how many frames one clip has, so that decoders never need to be told again.
 CLIP_FRAMES_KEY = "cinemo_frames_per_clip"

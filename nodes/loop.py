@@ -1,7 +1,7 @@
 """Cinemo Seamless Loop: the video ends where it starts, so it plays on repeat without a jump.
 
 At every step the sampler's clean residual of the last frames is scaled down towards the first image (the
-core's ``cinemo_core.loop``, measured against the alternatives in the README); in ComfyUI that is a post-CFG
+core's ``cinemo_core.sampling.loop``, measured against the alternatives in the README); in ComfyUI that is a post-CFG
 function, so it works with any sampler and with context windows.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import MAX_FRAMES
-from ..cinemo_core.loop import default_ramp, return_weights
+from ..cinemo_core.settings import MAX_FRAMES
+from ..cinemo_core.sampling.loop import default_ramp, return_weights
 from .comfy_compat import add_post_cfg_function
-from .model_guards import require_cinemo_model
+from .model.guards import require_cinemo_model
 
 
 def pull_to_first_frame(ramp: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
-from ..cinemo_core.motion import MAX_INTENSITY, MIN_INTENSITY, mean_consecutive_ssim, ssim_to_intensity
+from ..cinemo_core.sampling.motion import MAX_INTENSITY, MIN_INTENSITY, mean_consecutive_ssim, ssim_to_intensity
 
 MAX_FRAME_STEP = 64
 

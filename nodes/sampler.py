@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..cinemo_core.settings import DEFAULT_GUIDANCE, DEFAULT_STEPS
 from ..cinemo_core.finite import check_residual
 from .comfy_compat import (
     fit_latent_channels,
@@ -16,7 +16,7 @@ from .comfy_compat import (
 )
 from .init_noise import CinemoNoise, dct_inputs, seed_input
 from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
-from .model_guards import require_cinemo_model
+from .model.guards import require_cinemo_model
 from .scheduler import official_sigmas, steps_input
 
 #: The scheduler name of the exact official schedule in Cinemo Sampler's list.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.defaults import DEFAULT_STEPS, MAX_STEPS
-from ..cinemo_core.schedule import CinemoSchedule
+from ..cinemo_core.settings import DEFAULT_STEPS, MAX_STEPS
+from ..cinemo_core.sampling.schedule import CinemoSchedule
 
 
 def official_sigmas(steps: int) -> torch.Tensor:

@@ -12,10 +12,10 @@ import torch
 from comfy_api.latest import io
 from einops import rearrange
 
-from ..cinemo_core.defaults import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_FRAMES, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.settings import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_FRAMES, MAX_SIDE, MIN_SIDE
 from ..cinemo_core.preprocess import fit_image
-from ..cinemo_core.sampling import split_video_latents
-from ..cinemo_core.transfer import select_source_frames
+from ..cinemo_core.sampling.sampler import split_video_latents
+from ..cinemo_core.app.transfer import select_source_frames
 from .comfy_compat import encode_images, intermediate_device
 from .first_frame import frame_size_error
 

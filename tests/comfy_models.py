@@ -249,5 +249,5 @@ def pack_module(relative: str):
 
     import nodes
 
-    loader_module = nodes.NODE_CLASS_MAPPINGS["CinemoModelLoader"].__module__  # "<pack>.nodes.model_loader"
-    return importlib.import_module(f"{loader_module.rsplit('.', 2)[0]}.{relative}")
+    loader_module = nodes.NODE_CLASS_MAPPINGS["CinemoModelLoader"].__module__  # "<pack>.nodes.model.loader"
+    return importlib.import_module(f"{loader_module.rsplit('.', 3)[0]}.{relative}")

@@ -18,7 +18,7 @@ from cinemo_core import (
     UnsafeCheckpointError,
     load_unet,
 )
-from cinemo_core.checkpoint import infer_config
+from cinemo_core.model.checkpoint import infer_config
 
 
 def _same_model_as_golden(unet, golden) -> None:

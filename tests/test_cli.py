@@ -12,9 +12,9 @@ import pytest
 import torch
 
 import cinemo_core
-from cinemo_core import cli
-from cinemo_core.devices import CpuFeatures
-from cinemo_core.video_io import probe_video, read_video
+from cinemo_core.app import cli
+from cinemo_core.model.devices import CpuFeatures
+from cinemo_core.app.video_io import probe_video, read_video
 
 REPO_ROOT = Path(cinemo_core.__file__).resolve().parents[1]
 SMALL = ["--steps", "2", "--size", "128x64", "--frames", "5"]
@@ -45,7 +45,7 @@ def out_dir(tmp_path) -> Path:
 
 @pytest.fixture(scope="module")
 def demo_model_folder(tmp_path_factory) -> Path:
-    from cinemo_core.demo import write_demo_model
+    from cinemo_core.app.demo import write_demo_model
 
     return write_demo_model(tmp_path_factory.mktemp("model") / "Cinemo")
 
@@ -57,8 +57,8 @@ def nothing_heavy_loads(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("cinemo_core.demo.build_demo_components", forbidden)
-    monkeypatch.setattr("cinemo_core.components.load_components", forbidden)
+    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
+    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)
 
 
 def module_env() -> dict[str, str]:
@@ -164,7 +164,7 @@ def test_seed_makes_runs_repeatable_and_settings_matter(image, out_dir):
 
 def test_long_looping_video_uses_windows_and_the_loop(image, out_dir, capsys, monkeypatch):
     """--frames above 16 goes through the context windows, --loop through the loop ramp, into the video."""
-    from cinemo_core import pipeline
+    from cinemo_core.app import pipeline
 
     seen = {}
     real = pipeline.sample_residual
@@ -288,7 +288,7 @@ def test_interrupted_run_writes_nothing(image, out_dir, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cinemo_core.pipeline.animate", interrupted)
+    monkeypatch.setattr("cinemo_core.app.pipeline.animate", interrupted)
     assert run_cli([image, "--demo", "--out", out_dir / "clip.mp4", *TINY]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []
@@ -334,13 +334,13 @@ PLAIN_CPU = CpuFeatures(machine="x86_64", cpuinfo_flags=frozenset({"avx2"}), tor
     ids=["auto-native-bf16", "auto-plain", "fp32-overrides", "bf16-requested"],
 )
 def test_the_chosen_precision_is_used_and_explained(cpu, dtype, expected, said, image, out_dir, capsys, monkeypatch):
-    from cinemo_core import demo
+    from cinemo_core.app import demo
 
-    monkeypatch.setattr("cinemo_core.devices.probe_cpu_features", lambda: cpu)
+    monkeypatch.setattr("cinemo_core.model.devices.probe_cpu_features", lambda: cpu)
     built = []
     real_build = demo.build_demo_components
     monkeypatch.setattr(
-        "cinemo_core.demo.build_demo_components", lambda **kw: built.append(kw["dtype"]) or real_build(**kw)
+        "cinemo_core.app.demo.build_demo_components", lambda **kw: built.append(kw["dtype"]) or real_build(**kw)
     )
     out = out_dir / "clip.gif"
     assert run_cli([image, "--demo", "--out", out, *TINY, "--device", "cpu", "--dtype", dtype]) == 0
@@ -359,7 +359,7 @@ def test_compile_without_a_cpp_compiler_fails_before_loading(tmp_path, out_dir, 
 
 
 def test_compile_failure_is_one_clear_line(image, out_dir, capsys, monkeypatch):
-    from cinemo_core import torch_compile
+    from cinemo_core.app import torch_compile
 
     def broken_backend(graph, example_inputs):
         raise RuntimeError("C++ compile failed:\n/tmp/kernel.cpp:1: error: ...\n  (hundreds more lines)")

@@ -9,8 +9,8 @@ import pytest
 from test_cli import module_env
 from test_transfer import moving_clip
 
-from cinemo_core import cli
-from cinemo_core.video_io import probe_video, read_video, write_video
+from cinemo_core.app import cli
+from cinemo_core.app.video_io import probe_video, read_video, write_video
 
 TINY = ["--steps", "1", "--size", "64x64", "--frames", "3"]
 pytestmark = pytest.mark.filterwarnings("ignore:Cinemo was trained at")
@@ -47,8 +47,8 @@ def nothing_heavy_loads(monkeypatch):
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
-    monkeypatch.setattr("cinemo_core.demo.build_demo_components", forbidden)
-    monkeypatch.setattr("cinemo_core.components.load_components", forbidden)
+    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
+    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)
 
 
 def test_demo_runs_end_to_end_as_a_module(out_dir):
@@ -81,7 +81,7 @@ def test_clip_and_image_with_a_frame_step(clip, image, out_dir, capsys):
 
 
 def test_model_folder_gives_the_same_video_as_the_demo(clip, image, out_dir, tmp_path):
-    from cinemo_core.demo import write_demo_model
+    from cinemo_core.app.demo import write_demo_model
 
     folder = write_demo_model(tmp_path / "Cinemo")
     common = ["--video", clip, "--image", image, *TINY, "--seed", "7", "--quiet", "--device", "cpu"]
@@ -158,7 +158,7 @@ def test_interrupted_run_writes_nothing(out_dir, capsys, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("cinemo_core.transfer.transfer_motion", interrupted)
+    monkeypatch.setattr("cinemo_core.app.transfer.transfer_motion", interrupted)
     assert run_cli(["--demo", "--out", out_dir / "clip.mp4", *TINY]) == 130
     assert "interrupted" in capsys.readouterr().err
     assert list(out_dir.iterdir()) == []

@@ -7,7 +7,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL, AutoencoderKLTemporalDecoder
 
-from cinemo_core.components import (
+from cinemo_core.model.components import (
     ComponentLoadError,
     ImageEncoder,
     ModelFolderError,
@@ -17,7 +17,7 @@ from cinemo_core.components import (
     load_components,
     locate_model_files,
 )
-from cinemo_core.demo import build_demo_components, build_demo_vae, demo_vocabulary, write_demo_model
+from cinemo_core.app.demo import build_demo_components, build_demo_vae, demo_vocabulary, write_demo_model
 
 SCALE = 0.18215
 
@@ -284,7 +284,7 @@ def test_decode_rejects_mismatched_latents():
 
 
 def test_uint8_conversion_runs_in_the_decoder_dtype_like_the_official_code():
-    from cinemo_core.components import _to_uint8
+    from cinemo_core.model.components import _to_uint8
 
     video = (torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2.2 - 1.1).half()
     # the official expressions (pipelines/animation.py), evaluated in the fp16 the official decoder returns

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cinemo_core.context_windows import (
+from cinemo_core.sampling.context_windows import (
     BATCHED,
     FUSE_METHODS,
     LONG_VIDEO_WINDOWS,
@@ -21,9 +21,9 @@ from cinemo_core.context_windows import (
     ordered_halving,
     windowed_prediction,
 )
-from cinemo_core.loop import default_ramp, pull_towards_first_frame, return_weights
-from cinemo_core.sampling import sample_residual
-from cinemo_core.schedule import CinemoSchedule
+from cinemo_core.sampling.loop import default_ramp, pull_towards_first_frame, return_weights
+from cinemo_core.sampling.sampler import sample_residual
+from cinemo_core.sampling.schedule import CinemoSchedule
 
 MOTION_ID = 90.0
 

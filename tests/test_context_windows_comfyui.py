@@ -10,7 +10,7 @@ import torch
 from comfy_models import call_node
 from golden_case import relative_error
 
-from cinemo_core.context_windows import (
+from cinemo_core.sampling.context_windows import (
     BATCHED,
     FLAT,
     FUSE_METHODS,
@@ -24,8 +24,8 @@ from cinemo_core.context_windows import (
     ContextWindows,
     fuse_weights,
 )
-from cinemo_core.loop import default_ramp, return_weights
-from cinemo_core.sampling import sample_residual
+from cinemo_core.sampling.loop import default_ramp, return_weights
+from cinemo_core.sampling.sampler import sample_residual
 
 SCALE = 0.18215
 MOTION_ID = 90.0
@@ -207,7 +207,7 @@ def cinemo_loop(model, ramp_frames=0):
 
 
 def test_node_defaults_are_the_cores(comfyui):
-    from cinemo_core.context_windows import LONG_VIDEO_WINDOWS
+    from cinemo_core.sampling.context_windows import LONG_VIDEO_WINDOWS
 
     schema = comfyui.node_classes["CinemoContextWindows"].INPUT_TYPES()["required"]
     assert schema["window_frames"][1]["default"] - 1 == LONG_VIDEO_WINDOWS.length
@@ -219,7 +219,7 @@ def test_node_defaults_are_the_cores(comfyui):
 @pytest.mark.parametrize("loop", [False, True])
 def test_nodes_sample_what_the_core_samples(golden_model, golden, loop):
     """The same tiny graph through the nodes and through cinemo_core (its CLI's defaults) agrees within 1e-4."""
-    from cinemo_core.context_windows import LONG_VIDEO_WINDOWS
+    from cinemo_core.sampling.context_windows import LONG_VIDEO_WINDOWS
 
     model = cinemo_windows(golden_model)
     if loop:

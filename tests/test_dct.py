@@ -5,7 +5,7 @@ import pytest
 import scipy.fft
 import torch
 
-from cinemo_core.dct import dct, idct
+from cinemo_core.sampling.dct import dct, idct
 
 CASES = [
     ((7,), (0,)),

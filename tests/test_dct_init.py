@@ -9,8 +9,8 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
-from cinemo_core.dct_init import dct_init, fft_init, init_noise
-from cinemo_core.schedule import CinemoSchedule
+from cinemo_core.sampling.dct_init import dct_init, fft_init, init_noise
+from cinemo_core.sampling.schedule import CinemoSchedule
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_a"
 

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from cinemo_core.devices import (
+from cinemo_core.model.devices import (
     CpuFeatures,
     choose_dtype,
     native_cpu_bf16,

@@ -9,9 +9,9 @@ import sys
 import pytest
 from golden_case import TINY_A
 
-from cinemo_core import cli
-from cinemo_core.components import HF_URL
-from cinemo_core.download import (
+from cinemo_core.app import cli
+from cinemo_core.model.components import HF_URL
+from cinemo_core.model.download import (
     CLI_PARTS,
     DownloadError,
     download_cinemo,

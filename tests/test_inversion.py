@@ -10,8 +10,8 @@ from golden_case import TINY_A, relative_error
 from safetensors.torch import load_file
 
 from cinemo_core import edit_init_latents, invert_residual, load_unet, sample_residual, split_video_latents
-from cinemo_core.sampling import assemble_video_latents
-from cinemo_core.schedule import CinemoSchedule
+from cinemo_core.sampling.sampler import assemble_video_latents
+from cinemo_core.sampling.schedule import CinemoSchedule
 
 
 def linear_alphas() -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from cinemo_core import CinemoUNet3D, CinemoUNetConfig
-from cinemo_core.memory import PeakTracker, chunked_quadratic_attention, step_memory_bytes
+from cinemo_core.model.memory import PeakTracker, chunked_quadratic_attention, step_memory_bytes
 
 MID = CinemoUNetConfig(
     block_out_channels=(64, 128, 256, 256), num_attention_heads=2, cross_attention_dim=64, addition_time_embed_dim=64

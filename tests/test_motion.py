@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from cinemo_core.motion import (
+from cinemo_core.sampling.motion import (
     estimate_intensity,
     intensity_to_motion_id,
     mean_consecutive_ssim,

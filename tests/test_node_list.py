@@ -10,7 +10,7 @@ REPO = FIXTURES.parent.parent
 
 def _declared_node_ids() -> set[str]:
     ids = set()
-    for source in (REPO / "nodes").glob("*.py"):
+    for source in (REPO / "nodes").rglob("*.py"):
         ids.update(re.findall(r'node_id="([^"]+)"', source.read_text()))
     return ids
 

@@ -16,12 +16,12 @@ HF_URL = "https://huggingface.co/maxin-cn/Cinemo"
 
 @pytest.fixture
 def loader(comfy_models):
-    return pack_module("nodes.model_loader")
+    return pack_module("nodes.model.loader")
 
 
 @pytest.fixture
 def model_files(comfy_models):
-    return pack_module("nodes.model_files")
+    return pack_module("nodes.model.files")
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_download_entry_loads_a_present_folder_without_connecting(loader, no_net
     monkeypatch.setattr(loader, "download_folder", lambda: target)
     monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # not even imported when nothing is missing
     (patcher,) = call_node("CinemoModelLoader", model_name=loader.DOWNLOAD_ENTRY, weight_dtype="fp32")
-    assert isinstance(patcher.model, pack_module("nodes.cinemo_model").CinemoModel)
+    assert isinstance(patcher.model, pack_module("nodes.model.base_model").CinemoModel)
     assert patcher.model.diffusion_model.conv_in.weight.dtype == torch.float32
     assert not no_network
 

@@ -29,7 +29,7 @@ def golden_eps(patcher, golden, batch_context=None, base=None, motion=None, samp
 
 
 def test_loader_lists_files_and_folders(comfy_models):
-    listed = pack_module("nodes.model_loader").list_models()
+    listed = pack_module("nodes.model.loader").list_models()
     for name in (comfy_models.golden, comfy_models.clip_cinemo, "diffusers/cinemo_golden", *WRONG_FILES):
         assert name in listed
     assert "diffusers/not_cinemo" not in listed  # another model's diffusers folder
@@ -42,7 +42,7 @@ def test_loader_lists_files_and_folders(comfy_models):
 
 @pytest.mark.parametrize("name", ["tiny_a", "diffusers/cinemo_golden"])
 def test_loaded_model_reproduces_golden_forward(comfy_models, golden, name):
-    model_base = pack_module("nodes.cinemo_model")
+    model_base = pack_module("nodes.model.base_model")
     (patcher,) = call_node("CinemoModelLoader", model_name=name, weight_dtype="fp32")
     assert isinstance(patcher.model, model_base.CinemoModel)
     assert patcher.model.get_dtype() == torch.float32
@@ -195,7 +195,7 @@ def test_memory_required_is_the_measured_cost_of_a_step(golden_model):
     """memory_required equals the peak a real ComfyUI forward allocates (CPU: sub-quadratic attention)."""
     import comfy.model_management
 
-    from cinemo_core.memory import PeakTracker, step_memory_bytes
+    from cinemo_core.model.memory import PeakTracker, step_memory_bytes
 
     comfy.model_management.load_models_gpu([golden_model])
     model = golden_model.model
@@ -246,7 +246,7 @@ def test_official_config_builds_with_the_released_keys_and_shapes(comfyui):
 
     from cinemo_core import CinemoUNetConfig
 
-    model = pack_module("nodes.cinemo_model").CinemoDiffusionModel(
+    model = pack_module("nodes.model.base_model").CinemoDiffusionModel(
         CinemoUNetConfig.official(), dtype=torch.float16, device="meta", operations=comfy.ops.manual_cast
     )
     released = json.loads((FIXTURES / "cinemo_unet_full_keys.json").read_text())

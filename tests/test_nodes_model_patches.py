@@ -220,12 +220,12 @@ def test_unet_config_has_the_sd1_keys_patch_nodes_read(golden_model, comfyui):
     import comfy.supported_models
     from comfy_models import pack_module
 
-    from cinemo_core.config import CinemoUNetConfig
+    from cinemo_core.model.config import CinemoUNetConfig
 
     config = golden_model.model.model_config.unet_config
     assert config["model_channels"] == 32 and config["channel_mult"] == [1, 2, 2, 2]
     # the released architecture is described exactly as ComfyUI describes SD 1.5
-    official = pack_module("nodes.model_config").CinemoModelConfig(CinemoUNetConfig.official()).unet_config
+    official = pack_module("nodes.model.config").CinemoModelConfig(CinemoUNetConfig.official()).unet_config
     sd15 = comfy.supported_models.SD15.unet_config
     shared = set(official) & set(sd15)
     assert {"model_channels", "context_dim", "use_linear_in_transformer"} <= shared

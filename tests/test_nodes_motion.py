@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cinemo_core.motion import estimate_intensity, mean_consecutive_ssim
+from cinemo_core.sampling.motion import estimate_intensity, mean_consecutive_ssim
 
 
 def _texture(seed: int, size: int = 48, smooth: int = 8) -> np.ndarray:

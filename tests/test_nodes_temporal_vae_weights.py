@@ -22,7 +22,7 @@ tv = SimpleNamespace()
 
 @pytest.fixture(autouse=True, scope="module")
 def pack_modules(comfyui):
-    for name in ("nodes.temporal_vae_weights", "nodes.temporal_vae_files", "nodes.temporal_vae_decode"):
+    for name in ("nodes.vae.weights", "nodes.vae.files", "nodes.vae.decode"):
         vars(tv).update(vars(pack_module(name)))
 
 

@@ -55,7 +55,7 @@ def test_project_metadata_is_registry_valid():
     assert project["description"].strip()
     assert project["license"] == {"file": "LICENSE"}
     assert project["urls"]["Repository"].startswith("https://github.com/")
-    assert project["scripts"] == {"cinemo-animate": "cinemo_core.cli:main"}
+    assert project["scripts"] == {"cinemo-animate": "cinemo_core.app.cli:main"}
     assert SpecifierSet(project["requires-python"]).contains("3.10")
 
 

@@ -8,8 +8,8 @@ import scipy.fft
 import torch
 from diffusers import DDIMScheduler
 
-from cinemo_core.demo import build_demo_components
-from cinemo_core.pipeline import AnimationSettings, animate
+from cinemo_core.app.demo import build_demo_components
+from cinemo_core.app.pipeline import AnimationSettings, animate
 from cinemo_core.preprocess import fit_image
 
 SCALE = 0.18215
@@ -41,7 +41,7 @@ def captured(monkeypatch):
             callback(i, steps, 0, init_latents)
         return torch.zeros_like(init_latents)
 
-    monkeypatch.setattr("cinemo_core.pipeline.sample_residual", fake_sample_residual)
+    monkeypatch.setattr("cinemo_core.app.pipeline.sample_residual", fake_sample_residual)
     return calls
 
 
@@ -144,7 +144,7 @@ def test_bad_settings_are_refused(demo, image, changes, message):
 
 
 def test_long_videos_use_the_long_video_windows_and_loops_a_quarter(demo, image, captured):
-    from cinemo_core.pipeline import LONG_VIDEO_WINDOWS
+    from cinemo_core.app.pipeline import LONG_VIDEO_WINDOWS
 
     animate(demo, image, AnimationSettings(seed=1, num_frames=41, width=64, height=64, steps=1))
     assert captured["windows"] is LONG_VIDEO_WINDOWS and captured["loop_ramp"] == 0

@@ -7,7 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
-from cinemo_core.sampling import assemble_video_latents, sample_residual
+from cinemo_core.sampling.sampler import assemble_video_latents, sample_residual
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_a"
 

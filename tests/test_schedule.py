@@ -7,7 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 from safetensors.torch import load_file
 
-from cinemo_core.schedule import CinemoSchedule
+from cinemo_core.sampling.schedule import CinemoSchedule
 
 FIXTURE = Path(__file__).parent / "fixtures" / "tiny_a"
 

@@ -14,7 +14,7 @@ import json
 import uuid
 
 import pytest
-from cinemo_core.defaults import MAX_FRAMES
+from cinemo_core.settings import MAX_FRAMES
 from comfy_models import (
     ComfyModels, write_clip_cinemo, write_clip_l, write_image, write_reference_clip, write_sd_vae,
     write_temporal_vae,

@@ -4,7 +4,7 @@ import pytest
 import torch
 from golden_case import relative_error
 
-from cinemo_core.torch_compile import CompiledUNet, CompileError
+from cinemo_core.app.torch_compile import CompiledUNet, CompileError
 
 
 def _inputs(golden):

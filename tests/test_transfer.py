@@ -8,9 +8,9 @@ import pytest
 import torch
 from test_inversion import scipy_mix
 
-from cinemo_core.demo import build_demo_components, demo_edited_frame, demo_source_clip
+from cinemo_core.app.demo import build_demo_components, demo_edited_frame, demo_source_clip
 from cinemo_core.preprocess import fit_image
-from cinemo_core.transfer import TransferSettings, select_source_frames, transfer_motion
+from cinemo_core.app.transfer import TransferSettings, select_source_frames, transfer_motion
 
 SCALE = 0.18215
 pytestmark = pytest.mark.filterwarnings("ignore:Cinemo was trained at")
@@ -57,8 +57,8 @@ def captured(monkeypatch):
             callback(i, steps, 0, init_latents)
         return torch.zeros_like(init_latents)
 
-    monkeypatch.setattr("cinemo_core.transfer.invert_residual", fake_invert)
-    monkeypatch.setattr("cinemo_core.transfer.sample_residual", fake_sample)
+    monkeypatch.setattr("cinemo_core.app.transfer.invert_residual", fake_invert)
+    monkeypatch.setattr("cinemo_core.app.transfer.sample_residual", fake_sample)
     return calls
 
 
@@ -134,7 +134,7 @@ def test_seed_picks_the_posterior_samples(demo, edited, captured):
 
 def test_end_to_end_with_the_real_tiny_unet(demo, tmp_path):
     """No stand-ins: a file clip, the motion of the source changes the result, the seed repeats it."""
-    from cinemo_core.video_io import write_video
+    from cinemo_core.app.video_io import write_video
 
     moving = write_video(moving_clip(5), tmp_path / "moving.mp4")
     still = write_video(np.repeat(moving_clip(1), 5, axis=0), tmp_path / "still.mp4")

@@ -10,7 +10,7 @@ from golden_case import FIXTURES, relative_error, run_unet
 from torch import nn
 
 from cinemo_core import CinemoUNet3D, CinemoUNetConfig
-from cinemo_core.layers.attention import RotaryEmbedding, relative_position_buckets
+from cinemo_core.model.layers.attention import RotaryEmbedding, relative_position_buckets
 
 
 def test_golden_forward_fp32(tiny_unet, golden):
@@ -154,7 +154,7 @@ def test_official_output_at_16_frames_batch_2_and_an_odd_latent_size(tiny_unet):
 
 
 def test_without_patches_the_hooks_change_nothing(tiny_unet, golden):
-    from cinemo_core.layers.hooks import UNetHooks
+    from cinemo_core.model.layers.hooks import UNetHooks
 
     plain = run_unet(tiny_unet, golden)
     with torch.inference_mode():
@@ -171,7 +171,7 @@ class RecordingHooks:
         self.block = None
 
     def __getattr__(self, name):
-        from cinemo_core.layers.hooks import UNetHooks
+        from cinemo_core.model.layers.hooks import UNetHooks
 
         default = getattr(UNetHooks(), name)
 

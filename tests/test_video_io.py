@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cinemo_core import video_io
-from cinemo_core.video_io import check_output_path, probe_video, read_video, write_video
+from cinemo_core.app import video_io
+from cinemo_core.app.video_io import check_output_path, probe_video, read_video, write_video
 
 
 def moving_square(num_frames: int = 6, height: int = 48, width: int = 80) -> np.ndarray:

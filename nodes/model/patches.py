@@ -15,8 +15,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from ..cinemo_core.layers.hooks import AttentionKind, Stage, UNetHooks
-from .comfy_compat import SamplingSetup, defining_node
+from ...cinemo_core.model.layers.hooks import AttentionKind, Stage, UNetHooks
+from ..comfy_compat import SamplingSetup, defining_node
 
 #: ``transformer_options["patches"]`` kinds applied, with the call each gets.
 SUPPORTED_PATCHES = (

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence, TextIO
 if TYPE_CHECKING:
     import torch
 
-    from .components import CinemoComponents
+    from ..model.components import CinemoComponents
     from .pipeline import AnimationSettings
     from .transfer import TransferSettings
 
@@ -66,9 +66,9 @@ class _ModeDefaults:
 
 def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) -> None:
     """The options animation and motion transfer share (one definition for both commands)."""
-    from .components import VAE_CHOICES
-    from .devices import DTYPE_CHOICES
-    from .defaults import (
+    from ..model.components import VAE_CHOICES
+    from ..model.devices import DTYPE_CHOICES
+    from ..settings import (
         DEFAULT_DCT_LOW_PASS,
         DEFAULT_FRAMES,
         DEFAULT_HEIGHT,
@@ -139,7 +139,7 @@ def _add_shared_options(parser: argparse.ArgumentParser, mode: _ModeDefaults) ->
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (defaults are the official sampler's)."""
-    from .defaults import DEFAULT_DCT_NOISE_TIMESTEP, DEFAULT_GUIDANCE
+    from ..settings import DEFAULT_DCT_NOISE_TIMESTEP, DEFAULT_GUIDANCE
 
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -169,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def build_transfer_parser() -> argparse.ArgumentParser:
     """The parser of ``cinemo-animate transfer`` (defaults are the official editing script's)."""
-    from .defaults import DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+    from ..settings import DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
     from .video_io import READABLE_EXTENSIONS
 
     parser = argparse.ArgumentParser(
@@ -214,7 +214,7 @@ def build_transfer_parser() -> argparse.ArgumentParser:
 
 
 def _shared_settings(args: argparse.Namespace) -> dict:
-    from .defaults import DEFAULT_HEIGHT, DEFAULT_STEPS, DEFAULT_WIDTH
+    from ..settings import DEFAULT_HEIGHT, DEFAULT_STEPS, DEFAULT_WIDTH
 
     steps = args.steps if args.steps is not None else (DEMO_STEPS if args.demo else DEFAULT_STEPS)
     width, height = args.size or (DEMO_SIZE if args.demo else (DEFAULT_WIDTH, DEFAULT_HEIGHT))
@@ -299,8 +299,8 @@ def _check_output(args: argparse.Namespace) -> tuple[Path, float]:
 
 def _check_device_and_model(args: argparse.Namespace) -> tuple[torch.device, torch.dtype]:
     """Resolve --device/--dtype, then download (if asked) and look at the model folder."""
-    from .components import ModelFolderError, locate_model_files
-    from .devices import resolve_device, resolve_dtype
+    from ..model.components import ModelFolderError, locate_model_files
+    from ..model.devices import resolve_device, resolve_dtype
 
     try:
         device = resolve_device(args.device)
@@ -324,7 +324,7 @@ def _check_device_and_model(args: argparse.Namespace) -> tuple[torch.device, tor
 
 
 def _read_image(path: str, flag: str) -> torch.Tensor:
-    from .preprocess import load_image
+    from ..preprocess import load_image
 
     try:
         return load_image(path)
@@ -392,7 +392,7 @@ def _check_transfer_inputs(
 
 def _download(args: argparse.Namespace) -> None:
     """Fetch the parts of the released model that ``--model`` lacks (raises ``DownloadError``)."""
-    from .download import CLI_PARTS, download_cinemo, missing_parts
+    from ..model.download import CLI_PARTS, download_cinemo, missing_parts
 
     parts = tuple("vae" if p == "vae_temporal_decoder" and args.vae == "kl" else p for p in CLI_PARTS)
     todo = missing_parts(args.model, parts)
@@ -430,8 +430,8 @@ def _load_components(
 ) -> CinemoComponents | None:
     """The demo's tiny model or the model folder's, compiled with --compile; None after reporting a load
     failure."""
-    from .components import ComponentLoadError, load_components
-    from .devices import choose_dtype
+    from ..model.components import ComponentLoadError, load_components
+    from ..model.devices import choose_dtype
 
     if args.demo:
         from .demo import build_demo_components
@@ -481,7 +481,7 @@ def _run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
 
     if args.demo and image is None:
         from .demo import DEMO_PROMPT, SAMPLE_IMAGE
-        from .preprocess import load_image
+        from ..preprocess import load_image
 
         image = load_image(SAMPLE_IMAGE)
         if not settings.prompt:
@@ -567,7 +567,7 @@ def _run_transfer(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> i
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (see the module docstring)."""
-    from .download import DownloadError
+    from ..model.download import DownloadError
 
     stderr, stdout = sys.stderr, sys.stdout
     argv = list(sys.argv[1:] if argv is None else argv)

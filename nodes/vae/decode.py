@@ -9,8 +9,8 @@ import torch
 from comfy_api.latest import io
 from einops import rearrange
 
-from ..cinemo_core.defaults import OFFICIAL_DECODE_CHUNK, TRAINED_FRAMES
-from .comfy_compat import (
+from ...cinemo_core.settings import OFFICIAL_DECODE_CHUNK, TRAINED_FRAMES
+from ..comfy_compat import (
     ProgressBar,
     decode_as_one_clip,
     decode_images,
@@ -19,7 +19,7 @@ from .comfy_compat import (
     throw_if_interrupted,
     vae_latent_layout,
 )
-from .latents import CLIP_FRAMES_KEY
+from ..latents import CLIP_FRAMES_KEY
 
 MAX_FRAMES = 4096
 

@@ -11,9 +11,9 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from .comfy_compat import VAE, has_temporal_decoder, load_weights
-from .temporal_vae_files import available_temporal_vaes, weight_file
-from .temporal_vae_weights import (
+from ..comfy_compat import VAE, has_temporal_decoder, load_weights
+from .files import available_temporal_vaes, weight_file
+from .weights import (
     TemporalVAEFormatError,
     check_svd_architecture,
     convert_temporal_vae_state_dict,

@@ -27,10 +27,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .components import CinemoComponents, decode_video, encode_image, encode_prompts
-from .context_windows import LONG_VIDEO_WINDOWS
-from .dct_init import INIT_MODES, init_noise
-from .defaults import (
+from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
+from ..sampling.context_windows import LONG_VIDEO_WINDOWS
+from ..sampling.dct_init import INIT_MODES, init_noise
+from ..settings import (
     DEFAULT_DCT_LOW_PASS,
     DEFAULT_DCT_NOISE_TIMESTEP,
     DEFAULT_FRAMES,
@@ -46,11 +46,11 @@ from .defaults import (
     MIN_SIDE,
     TRAINED_FRAMES,
 )
-from .loop import default_ramp
-from .motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
-from .preprocess import check_size, fit_image, load_image
-from .sampling import sample_residual
-from .schedule import CinemoSchedule
+from ..sampling.loop import default_ramp
+from ..sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
+from ..preprocess import check_size, fit_image, load_image
+from ..sampling.sampler import sample_residual
+from ..sampling.schedule import CinemoSchedule
 
 MAX_SEED = 2**63 - 1
 
@@ -77,7 +77,7 @@ class AnimationSettings:
         init: ``"dct"`` (Cinemo's DCTInit, official), ``"fft"`` (FreeInit-style) or ``"plain"`` noise.
         dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
         dct_noise_timestep: DCTInit's / FFT init's noise timestep, 0..999 (official 975).
-        loop: end where the video starts, to play on repeat (see :mod:`cinemo_core.loop`).
+        loop: end where the video starts, to play on repeat (see :mod:`cinemo_core.sampling.loop`).
     """
 
     prompt: str = ""
@@ -200,7 +200,7 @@ def animate(
     """Animate one image.
 
     Args:
-        components: from :func:`cinemo_core.components.load_components` or the demo.
+        components: from :func:`cinemo_core.model.components.load_components` or the demo.
         image: an image file, or a ``[1, H, W, 3]`` tensor in 0..1 (ComfyUI IMAGE layout).
         settings: :class:`AnimationSettings` (defaults: the official ones).
         progress: ``progress(done_steps, total_steps)`` after every denoising step.

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from ..cinemo_core.config import CinemoUNetConfig
-from ..cinemo_core.schedule import BETA_END, BETA_START, NUM_TRAIN_TIMESTEPS, CinemoSchedule
-from .comfy_compat import EpsilonPrediction, ModelConfig, ModelSamplingDiscrete, SD15LatentFormat
+from ...cinemo_core.model.config import CinemoUNetConfig
+from ...cinemo_core.sampling.schedule import BETA_END, BETA_START, NUM_TRAIN_TIMESTEPS, CinemoSchedule
+from ..comfy_compat import EpsilonPrediction, ModelConfig, ModelSamplingDiscrete, SD15LatentFormat
 
 SUPPORTED_COMPUTE_DTYPES = [torch.float16, torch.bfloat16, torch.float32]
 

@@ -9,8 +9,8 @@ from typing import Sequence
 
 from safetensors import safe_open
 
-from .comfy_compat import model_folder_paths
-from .temporal_vae_weights import DIFFUSERS_CLASS_NAME, DIFFUSERS_MARKER_KEY, DIFFUSERS_WEIGHT_NAMES, SGM_MARKER_KEY
+from ..comfy_compat import model_folder_paths
+from .weights import DIFFUSERS_CLASS_NAME, DIFFUSERS_MARKER_KEY, DIFFUSERS_WEIGHT_NAMES, SGM_MARKER_KEY
 
 #: Model folders searched for temporal VAEs, in this order (``cinemo`` is registered by the model loader).
 MODEL_FOLDERS = ("cinemo", "vae")

@@ -19,7 +19,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from .defaults import OFFICIAL_DECODE_CHUNK
+from ..settings import OFFICIAL_DECODE_CHUNK
 
 HF_REPO_ID = "maxin-cn/Cinemo"
 HF_URL = f"https://huggingface.co/{HF_REPO_ID}"
@@ -195,7 +195,7 @@ class ImageEncoder(nn.Module):
 
 @dataclass
 class CinemoComponents:
-    """Everything :func:`cinemo_core.pipeline.animate` needs, on one device.
+    """Everything :func:`cinemo_core.app.pipeline.animate` needs, on one device.
 
     Attributes:
         unet: the Cinemo UNet (``forward(x, timesteps, context, base_content, motion_ids)``).

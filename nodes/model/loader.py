@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.checkpoint import WEIGHTS_SOURCE, CheckpointError, locate_unet, read_state_dict
-from ..cinemo_core.download import COMFYUI_PARTS, DownloadError, download_cinemo
-from .cinemo_model import build_model_patcher
-from .model_files import (
+from ...cinemo_core.model.checkpoint import WEIGHTS_SOURCE, CheckpointError, locate_unet, read_state_dict
+from ...cinemo_core.model.download import COMFYUI_PARTS, DownloadError, download_cinemo
+from .base_model import build_model_patcher
+from .files import (
     DIFFUSERS_FOLDER,
     DOWNLOAD_ENTRY,
     DOWNLOAD_FOLDER_NAME,

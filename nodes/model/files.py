@@ -13,7 +13,7 @@ from pathlib import Path
 
 from safetensors import safe_open
 
-from ..cinemo_core.checkpoint import (
+from ...cinemo_core.model.checkpoint import (
     DIFFUSERS_INDEX_NAMES,
     DIFFUSERS_WEIGHT_NAMES,
     KEY_PREFIXES,
@@ -22,8 +22,8 @@ from ..cinemo_core.checkpoint import (
     locate_unet,
     reject_foreign_checkpoint,
 )
-from .comfy_compat import model_folder_paths, models_dir
-from .comfy_compat import register_model_folder as register_folder
+from ..comfy_compat import model_folder_paths, models_dir
+from ..comfy_compat import register_model_folder as register_folder
 
 FOLDER = "cinemo"
 DIFFUSERS_FOLDER = "diffusers"

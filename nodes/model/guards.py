@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .cinemo_model import CinemoModel
+from .base_model import CinemoModel
 
 
 def is_cinemo_model(model: Any) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
-from .comfy_compat import attention_kernel
+from ..comfy_compat import attention_kernel
 
 
 class ComfyAttention:

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
-from ..cinemo_core.checkpoint import CheckpointError, prepare_unet_state_dict
-from ..cinemo_core.config import CinemoUNetConfig
-from ..cinemo_core.finite import check_model_output
-from ..cinemo_core.memory import step_memory_bytes
-from ..cinemo_core.unet import CinemoUNet3D
-from .comfy_compat import (
+from ...cinemo_core.model.checkpoint import CheckpointError, prepare_unet_state_dict
+from ...cinemo_core.model.config import CinemoUNetConfig
+from ...cinemo_core.finite import check_model_output
+from ...cinemo_core.model.memory import step_memory_bytes
+from ...cinemo_core.model.unet import CinemoUNet3D
+from ..comfy_compat import (
     EPS_PREDICTION,
     BaseModel,
     CONDConstant,
@@ -32,10 +32,10 @@ from .comfy_compat import (
     storage_dtype,
     throw_if_interrupted,
 )
-from .latents import check_residual_matches_first_frame
-from .model_attention import ComfyAttention
-from .model_config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
-from .model_patches import ComfyPatchHooks, check_sampling_setup
+from ..latents import check_residual_matches_first_frame
+from .attention import ComfyAttention
+from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
+from .patches import ComfyPatchHooks, check_sampling_setup
 
 #: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
 FIRST_FRAME_KEY = "cinemo_first_frame"

@@ -15,7 +15,7 @@ from typing import Callable, Protocol
 import torch
 
 from .context_windows import ContextWindows, windowed_prediction
-from .finite import check_model_output
+from ..finite import check_model_output
 from .loop import pull_towards_first_frame, return_weights
 from .schedule import CinemoSchedule
 
@@ -54,7 +54,7 @@ def _motion_tensor(motion_ids: float | torch.Tensor, batch: int, like: torch.Ten
 class GuidedConditioning:
     """The UNet's conditioning batched for one pass, or for ``[uncond, cond]`` when guidance is on.
 
-    Shared by the sampler and DDIM inversion (``cinemo_core.inversion``), which guide the same way.
+    Shared by the sampler and DDIM inversion (``cinemo_core.sampling.inversion``), which guide the same way.
     """
 
     context: torch.Tensor
@@ -128,13 +128,13 @@ def sample_residual(
 
     Args:
         unet: callable ``unet(x, timesteps, context, base_content=..., motion_ids=...) -> eps``.
-        init_latents: [B, 4, F, h, w] x_T (e.g. from :func:`cinemo_core.dct_init.dct_init`); the
+        init_latents: [B, 4, F, h, w] x_T (e.g. from :func:`cinemo_core.sampling.dct_init.dct_init`); the
             loop runs in its dtype.
         base_content: [B or 1, 4, 1, h, w] scaled first-frame latent.
         context: [B or 1, 77, C] text embedding of the prompt.
         negative_context: [B or 1, 77, C] embedding of the negative prompt; required when
             ``guidance_scale > 1``, unused otherwise.
-        motion_ids: raw motion id(s) (see :mod:`cinemo_core.motion`), one or one per sample.
+        motion_ids: raw motion id(s) (see :mod:`cinemo_core.sampling.motion`), one or one per sample.
         steps: DDIM steps, 1..999.
         guidance_scale: text CFG scale; <= 1 runs the conditional pass only.
         eta: DDIM stochasticity (official 0).
@@ -142,9 +142,9 @@ def sample_residual(
         generator: random source for the ``eta > 0`` noise.
         schedule: the noise schedule (default: the official one).
         windows: context windows for residuals longer than ``windows.length`` frames (see
-            :mod:`cinemo_core.context_windows`); shorter residuals are sampled in one pass, exactly as without.
+            :mod:`cinemo_core.sampling.context_windows`); shorter residuals are sampled in one pass, exactly as without.
         loop_ramp: for a seamless loop, the last ``loop_ramp`` frames glide back to the first frame
-            (see :mod:`cinemo_core.loop`); 0 = off.
+            (see :mod:`cinemo_core.sampling.loop`); 0 = off.
 
     Returns:
         The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .components import CinemoComponents, ImageEncoder, encode_dtype_for, move_module, quiet_library_output
+from ..model.components import CinemoComponents, ImageEncoder, encode_dtype_for, move_module, quiet_library_output
 
 SAMPLE_IMAGE: Path = Path(__file__).resolve().parent / "assets" / "sample.png"
 DEMO_PROMPT = "a sailboat on a calm lake at sunset, gentle waves"
@@ -108,8 +108,8 @@ def build_demo_components(
 
     The global random state is left untouched.
     """
-    from .config import CinemoUNetConfig
-    from .unet import CinemoUNet3D
+    from ..model.config import CinemoUNetConfig
+    from ..model.unet import CinemoUNet3D
 
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
@@ -168,7 +168,7 @@ def demo_source_clip(num_frames: int) -> torch.Tensor:
     The window covers 7/8 of the image and slides over the remaining eighth of its width, so every
     frame has the image's aspect ratio and consecutive frames differ by a fraction of a pixel to a few.
     """
-    from .preprocess import load_image
+    from ..preprocess import load_image
 
     if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
         raise ValueError(f"num_frames must be a positive integer, got {num_frames!r}.")

@@ -114,7 +114,7 @@ class CinemoUNet3D(nn.Module):
             timesteps: diffusion timestep(s), a scalar or ``[B]`` (int or float).
             context: text embeddings ``[B, T, cross_attention_dim]``.
             base_content: the first-frame latent ``[B, C, 1, h, w]``, already scaled by 0.18215.
-            motion_ids: raw motion ids (see ``cinemo_core.motion``), a scalar or ``[B]``.
+            motion_ids: raw motion ids (see ``cinemo_core.sampling.motion``), a scalar or ``[B]``.
             hooks: callbacks at the points where hosts patch the UNet (see ``layers.hooks``); None runs the
                 plain computation.
             unused: extra keyword arguments a host passes (ComfyUI's ``transformer_options``, ...), ignored.

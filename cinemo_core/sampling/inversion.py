@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 
 from .dct_init import dct_init
-from .defaults import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP
-from .sampling import GuidedConditioning, MotionUNet, StepCallback
+from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP
+from .sampler import GuidedConditioning, MotionUNet, StepCallback
 from .schedule import CinemoSchedule
 
 
@@ -46,12 +46,12 @@ def invert_residual(
     Visits the sampling timesteps in reverse (1, 21, ..., 981 for 50 steps); at each one the UNet
     predicts eps for the current latent and :meth:`CinemoSchedule.ddim_inversion_step` (the official
     ``next_step``) moves it one DDIM step up. Guidance works as in
-    :func:`cinemo_core.sampling.sample_residual` (text only); the official script uses none.
+    :func:`cinemo_core.sampling.sampler.sample_residual` (text only); the official script uses none.
 
     Args:
         unet: callable ``unet(x, timesteps, context, base_content=..., motion_ids=...) -> eps``.
         residual: [B, 4, F, h, w] the source clip's frames 1..F minus its first frame (scaled latents,
-            see :func:`cinemo_core.sampling.split_video_latents`); the loop runs in its dtype.
+            see :func:`cinemo_core.sampling.sampler.split_video_latents`); the loop runs in its dtype.
         base_content: [B or 1, 4, 1, h, w] the source clip's scaled first-frame latent.
         context: [B or 1, 77, C] text embedding of a prompt describing the source clip.
         motion_ids: raw motion id(s), one or one per sample.

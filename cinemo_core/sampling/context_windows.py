@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from .defaults import CONTEXT_WINDOW_FUSE, CONTEXT_WINDOW_OVERLAP, CONTEXT_WINDOW_SCHEDULE, TRAINED_FRAMES
+from ..settings import CONTEXT_WINDOW_FUSE, CONTEXT_WINDOW_OVERLAP, CONTEXT_WINDOW_SCHEDULE, TRAINED_FRAMES
 
 STANDARD_STATIC = "standard_static"
 STANDARD_UNIFORM = "standard_uniform"

@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .components import CinemoComponents, decode_video, encode_image, encode_prompts
-from .defaults import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
-from .inversion import edit_init_latents, invert_residual
+from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
+from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+from ..sampling.inversion import edit_init_latents, invert_residual
 from .pipeline import AnimationSettings, ProgressFn, _is_int, new_seed
-from .preprocess import check_size, fit_image, load_image
-from .sampling import sample_residual, split_video_latents
-from .schedule import CinemoSchedule
+from ..preprocess import check_size, fit_image, load_image
+from ..sampling.sampler import sample_residual, split_video_latents
+from ..sampling.schedule import CinemoSchedule
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
 TRANSFER_INIT_MODES = ("dct", "plain")
@@ -165,7 +165,7 @@ def transfer_motion(
     and for the t=985 mixing of the last inverted latent that is kept on purpose).
 
     Args:
-        components: from :func:`cinemo_core.components.load_components` or the demo.
+        components: from :func:`cinemo_core.model.components.load_components` or the demo.
         video_frames: a video file, or its frames [F, H, W, C] (uint8, or floats in 0..1 as ComfyUI IMAGE);
             at least :attr:`TransferSettings.source_frames_needed` of them.
         edited_image: an image file, or a [1, H, W, C] tensor in 0..1: the new first frame, usually the

@@ -13,6 +13,10 @@ pytest_plugins = ["comfy_models"]  # fixtures for the node tests
 
 #: Set by CI once it has built a real ComfyUI: a skipped test is then a failure, unless it needs a GPU.
 NO_SKIPS = os.environ.get("CINEMO_NO_SKIPS") == "1"
+#: Set by CI's first stage: the ids of the tests it skipped (those that need ComfyUI) go to this file, one a
+#: line, so that the second stage runs exactly those and every test runs once.
+SKIPPED_LIST = os.environ.get("CINEMO_SKIPPED_LIST")
+_skipped_ids: list[str] = []
 
 
 def pytest_configure(config):
@@ -27,6 +31,13 @@ def pytest_runtest_makereport(item, call):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped, but CINEMO_NO_SKIPS=1 allows only GPU tests to skip: {reason}"
+    if report.skipped and not hasattr(report, "wasxfail") and report.nodeid not in _skipped_ids:
+        _skipped_ids.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if SKIPPED_LIST:
+        Path(SKIPPED_LIST).write_text("".join(f"{nodeid}\n" for nodeid in _skipped_ids))
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from ...cinemo_core.model.checkpoint import (
     reject_foreign_checkpoint,
 )
 from ..comfy_compat import model_folder_paths, models_dir
-from ..comfy_compat import register_model_folder as register_folder
+from ..comfy_compat import register_model_folder
 
 FOLDER = "cinemo"
 DIFFUSERS_FOLDER = "diffusers"
@@ -36,9 +36,9 @@ DOWNLOAD_ENTRY = "download maxin-cn/Cinemo unet from Hugging Face (if missing)"
 NO_MODEL_ENTRY = "(no Cinemo model in models/cinemo)"
 
 
-def register_model_folder() -> None:
+def register_cinemo_folder() -> None:
     """Make ``models/cinemo`` a ComfyUI model folder (kept if extra_model_paths.yaml already added paths)."""
-    register_folder(FOLDER, os.path.join(models_dir(), FOLDER), set(WEIGHT_SUFFIXES))
+    register_model_folder(FOLDER, os.path.join(models_dir(), FOLDER), set(WEIGHT_SUFFIXES))
 
 
 def _is_diffusers_unet(folder: Path) -> bool:

@@ -16,7 +16,7 @@ from .files import (
     download_folder,
     list_models,
     quick_check,
-    register_model_folder,
+    register_cinemo_folder,
     resolve_model,
 )
 
@@ -108,5 +108,5 @@ class CinemoModelLoader(io.ComfyNode):
         return io.NodeOutput(patcher)
 
 
-register_model_folder()
+register_cinemo_folder()
 NODES: list[type[io.ComfyNode]] = [CinemoModelLoader]

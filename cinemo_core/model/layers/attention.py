@@ -87,9 +87,6 @@ class RotaryEmbedding(nn.Module):
         self.theta = theta
         self.register_buffer("freqs", rotary_frequencies(dim, theta, device=device))
 
-    def expected_freqs(self) -> torch.Tensor:
-        return rotary_frequencies(self.dim, self.theta)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
         angles = positions[:, None] * rotary_frequencies(self.dim, self.theta, device=x.device)[None, :]

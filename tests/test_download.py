@@ -136,3 +136,57 @@ def test_connection_failure_is_explained(no_network, monkeypatch, tmp_path):
     assert f"\n    {dest}\n" in message
     assert no_network  # a connection was attempted, and refused
     assert not (dest / "unet").exists()
+
+
+def with_temporal_vae(folder):
+    """A complete ``vae_temporal_decoder/`` (its config and an empty weights file: only presence is checked)."""
+    (folder / "vae_temporal_decoder").mkdir(parents=True)
+    (folder / "vae_temporal_decoder" / "config.json").write_text("{}")
+    (folder / "vae_temporal_decoder" / "diffusion_pytorch_model.safetensors").write_bytes(b"")
+    return folder
+
+
+def test_unreachable_hub_with_a_half_filled_folder_names_the_cause(no_network, monkeypatch, tmp_path):
+    """huggingface_hub hands back a non-empty folder as it is when the Hub cannot be reached: the message says
+    that nothing was downloaded and why, not that the download came out incomplete."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    dest = with_temporal_vae(tmp_path / "Cinemo")
+    with pytest.raises(DownloadError) as caught:
+        download_cinemo(dest)
+    message = str(caught.value)
+    assert message.startswith(
+        f"Cannot download unet/ of maxin-cn/Cinemo from {HF_URL}: nothing was downloaded: the Hub could not be "
+        "reached ("
+    )
+    assert "network access is not allowed in tests" in message  # the refused connection's own words
+    assert "still incomplete" not in message and "download ended" not in message
+    assert f"\n    {dest}\n" in message
+    assert no_network
+    assert not (dest / "unet").exists()
+
+
+def test_offline_with_a_half_filled_folder_names_the_switch(no_network, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dest = with_temporal_vae(tmp_path / "Cinemo")
+    with pytest.raises(DownloadError) as caught:
+        download_cinemo(dest)
+    message = str(caught.value)
+    assert "nothing was downloaded: downloads are switched off (HF_HUB_OFFLINE is set)" in message
+    assert "still incomplete" not in message
+    assert not no_network
+
+
+def test_the_temporal_vae_part_is_fetched_on_its_own(no_network, monkeypatch, tmp_path):
+    from cinemo_core.model.download import COMFYUI_VAE_PARTS
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    dest = with_unet(tmp_path / "Cinemo")
+    assert missing_parts(dest, COMFYUI_VAE_PARTS) == ["vae_temporal_decoder"]
+    with pytest.raises(DownloadError, match=r"^Cannot download vae_temporal_decoder/ of maxin-cn/Cinemo") as caught:
+        download_cinemo(dest, COMFYUI_VAE_PARTS)
+    assert '--include "vae_temporal_decoder/*"' in str(caught.value)
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)
+    assert download_cinemo(with_temporal_vae(tmp_path / "Other"), COMFYUI_VAE_PARTS) == tmp_path / "Other"
+    assert not no_network

@@ -72,25 +72,31 @@ def download_hint(folder: str | os.PathLike[str]) -> str:
 
 
 @dataclass(frozen=True)
-class _Part:
+class ModelPart:
+    """One sub-folder of the released model folder and what makes it complete."""
+
     folder: str
     description: str
     required_files: tuple[tuple[str, ...], ...]  # each inner tuple: any one of these names
     needs_weights: bool
 
 
-_UNET = _Part("unet", "the Cinemo 3D UNet", (("config.json",),), True)
-_VAE_TEMPORAL = _Part(
+UNET_PART = ModelPart("unet", "the Cinemo 3D UNet", (("config.json",),), True)
+VAE_TEMPORAL_PART = ModelPart(
     "vae_temporal_decoder", "the SVD temporal-decoder VAE, AutoencoderKLTemporalDecoder", (("config.json",),), True
 )
-_VAE_KL = _Part("vae", "the SD-1.4 VAE, AutoencoderKL", (("config.json",),), True)
-_TEXT_ENCODER = _Part("text_encoder", "the CLIP ViT-L/14 text encoder, CLIPTextModel", (("config.json",),), True)
-_TOKENIZER = _Part(
+VAE_KL_PART = ModelPart("vae", "the SD-1.4 VAE, AutoencoderKL", (("config.json",),), True)
+TEXT_ENCODER_PART = ModelPart("text_encoder", "the CLIP ViT-L/14 text encoder, CLIPTextModel", (("config.json",),), True)
+TOKENIZER_PART = ModelPart(
     "tokenizer", "the CLIP tokenizer", (("vocab.json", "tokenizer.json"), ("merges.txt", "tokenizer.json")), False
 )
+#: Every part of the released folder, by its sub-folder's name.
+MODEL_PARTS: dict[str, ModelPart] = {
+    part.folder: part for part in (UNET_PART, VAE_TEMPORAL_PART, VAE_KL_PART, TEXT_ENCODER_PART, TOKENIZER_PART)
+}
 
 
-def _part_problem(root: Path, part: _Part) -> str | None:
+def part_problem(root: Path, part: ModelPart) -> str | None:
     """None when ``root/part.folder`` looks complete, else a one-line description of what is missing."""
     folder = root / part.folder
     if not folder.is_dir():
@@ -139,35 +145,35 @@ def locate_model_files(folder: str | os.PathLike[str], vae: VaeChoice = "auto") 
             f"The model path '{root}' is a file; expected the model folder holding unet/, vae_temporal_decoder/ "
             f"(or vae/), text_encoder/ and tokenizer/.\n{download_hint(root)}"
         )
-    problems = [p for p in (_part_problem(root, _UNET),) if p]
-    vae_part: _Part | None = None
+    problems = [p for p in (part_problem(root, UNET_PART),) if p]
+    vae_part: ModelPart | None = None
     if vae == "auto":
-        temporal_problem = _part_problem(root, _VAE_TEMPORAL)
-        kl_problem = _part_problem(root, _VAE_KL)
+        temporal_problem = part_problem(root, VAE_TEMPORAL_PART)
+        kl_problem = part_problem(root, VAE_KL_PART)
         if temporal_problem is None:
-            vae_part = _VAE_TEMPORAL
+            vae_part = VAE_TEMPORAL_PART
         elif kl_problem is None:
-            vae_part = _VAE_KL
+            vae_part = VAE_KL_PART
         else:
             problems.append(f"{temporal_problem}, and {kl_problem}; one of the two VAEs is needed")
     else:
-        candidate = _VAE_TEMPORAL if vae == "temporal" else _VAE_KL
-        problem = _part_problem(root, candidate)
+        candidate = VAE_TEMPORAL_PART if vae == "temporal" else VAE_KL_PART
+        problem = part_problem(root, candidate)
         if problem:
             problems.append(problem)
         else:
             vae_part = candidate
-    problems += [p for p in (_part_problem(root, _TEXT_ENCODER), _part_problem(root, _TOKENIZER)) if p]
+    problems += [p for p in (part_problem(root, TEXT_ENCODER_PART), part_problem(root, TOKENIZER_PART)) if p]
     if problems or vae_part is None:
         listing = "\n".join(f"  - {p}" for p in problems)
         raise ModelFolderError(f"The model folder '{root}' is incomplete:\n{listing}\n{download_hint(root)}")
     return ModelFiles(
         root=root,
-        unet=root / _UNET.folder,
+        unet=root / UNET_PART.folder,
         vae=root / vae_part.folder,
-        vae_kind="temporal" if vae_part is _VAE_TEMPORAL else "kl",
-        text_encoder=root / _TEXT_ENCODER.folder,
-        tokenizer=root / _TOKENIZER.folder,
+        vae_kind="temporal" if vae_part is VAE_TEMPORAL_PART else "kl",
+        text_encoder=root / TEXT_ENCODER_PART.folder,
+        tokenizer=root / TOKENIZER_PART.folder,
     )
 
 

@@ -1,38 +1,31 @@
 """Optional download of the released weights (``maxin-cn/Cinemo`` on Hugging Face), only when asked for.
 
-Nothing in this package downloads on its own: the ComfyUI loader calls :func:`download_cinemo` only when the
-user picks its download entry, the command line only with ``--download``. ``huggingface_hub`` is imported
+Nothing in this package downloads on its own: the ComfyUI loaders (the model and the temporal VAE) call
+:func:`download_cinemo` only when the user picks their download entry, the command line only with ``--download``. ``huggingface_hub`` is imported
 here, lazily. Every failure (the library missing, no network, ``HF_HUB_OFFLINE=1``, an incomplete result)
-becomes a :class:`DownloadError` whose message names the URL and the exact folder to put the files in.
+becomes, with its real cause, a :class:`DownloadError` whose message names the URL and the exact folder to put the files in.
 
 A part already complete in the destination is not fetched again, and then no connection is made at all.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from .components import (
-    _TEXT_ENCODER,
-    _TOKENIZER,
-    _UNET,
-    _VAE_KL,
-    _VAE_TEMPORAL,
-    HF_REPO_ID,
-    HF_URL,
-    _Part,
-    _part_problem,
-)
+from .components import HF_REPO_ID, HF_URL, MODEL_PARTS, ModelPart, part_problem
 
 #: The sub-folders of the released repository this module can fetch. ``cinemo.pt`` (a single-file copy
 #: of ``unet/``) is never fetched.
-PARTS: dict[str, _Part] = {
-    part.folder: part for part in (_UNET, _VAE_TEMPORAL, _VAE_KL, _TEXT_ENCODER, _TOKENIZER)
-}
-#: What the ComfyUI loader fetches: the UNet (CLIP-L and a VAE come from ComfyUI's own loaders).
+PARTS: dict[str, ModelPart] = MODEL_PARTS
+#: What Cinemo Model Loader's download entry fetches: the UNet (CLIP-L comes from ComfyUI's own loader).
 COMFYUI_PARTS: tuple[str, ...] = ("unet",)
+#: What Cinemo Load Temporal VAE's download entry fetches.
+COMFYUI_VAE_PARTS: tuple[str, ...] = ("vae_temporal_decoder",)
 #: What ``cinemo-animate --model DIR --download`` fetches: everything the official pipeline uses.
 CLI_PARTS: tuple[str, ...] = ("unet", "vae_temporal_decoder", "text_encoder", "tokenizer")
 _TRUE = {"1", "on", "yes", "true"}
@@ -60,7 +53,7 @@ def _check_parts(parts: Iterable[str]) -> tuple[str, ...]:
 def missing_parts(dest_dir: str | os.PathLike[str], parts: Iterable[str] = COMFYUI_PARTS) -> list[str]:
     """The requested parts that are not complete in ``dest_dir`` (``[]`` when there is nothing to fetch)."""
     root = Path(dest_dir)
-    return [p for p in _check_parts(parts) if _part_problem(root, PARTS[p]) is not None]
+    return [p for p in _check_parts(parts) if part_problem(root, PARTS[p]) is not None]
 
 
 def manual_instructions(dest_dir: str | os.PathLike[str], parts: Iterable[str] = COMFYUI_PARTS) -> str:
@@ -110,30 +103,83 @@ def download_cinemo(
             f"(pip install huggingface_hub).\n{manual_instructions(dest, todo)}"
         ) from error
     offline = local_files_only or offline_requested()
+    before = _files_in(dest, todo)
     try:
-        snapshot_download(
-            repo_id=HF_REPO_ID,
-            revision=revision,
-            allow_patterns=[f"{p}/*" for p in todo],
-            local_dir=str(dest),
-            local_files_only=offline,
-        )
+        with _hub_warnings() as warnings:
+            snapshot_download(
+                repo_id=HF_REPO_ID,
+                revision=revision,
+                allow_patterns=[f"{p}/*" for p in todo],
+                local_dir=str(dest),
+                local_files_only=offline,
+            )
     except Exception as error:  # noqa: BLE001 - network, Hub, cache and file-system errors differ by version
-        if offline:
-            reason = (
-                "downloads are switched off (HF_HUB_OFFLINE is set)" if offline_requested()
-                else "downloads are switched off (local files only)"
-            ) + " and the files are not in the local Hugging Face cache"
-        else:
-            reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        reason = _offline_reason() if offline else _first_line(error)
         raise DownloadError(
             f"Cannot download {what} from {HF_URL}: {reason}.\n{manual_instructions(dest, todo)}"
         ) from error
     still = missing_parts(dest, todo)
-    if still:
-        problems = "; ".join(_part_problem(dest, PARTS[p]) or p for p in still)
-        raise DownloadError(
-            f"After downloading from {HF_URL}, {dest} is still incomplete ({problems}).\n"
-            f"{manual_instructions(dest, still)}"
+    if not still:
+        return dest
+    # huggingface_hub returns a non-empty local_dir as it is when the Hub cannot be reached (it only logs
+    # why), so a half-filled folder would otherwise look like an incomplete download
+    unreachable = next((w for w in warnings if _UNREACHABLE in w), None)
+    if offline:
+        reason = f"nothing was downloaded: {_offline_reason()}"
+    elif unreachable is not None:
+        cause = re.search(r"\((.+)\)\.?\s*$", unreachable, re.DOTALL)
+        reason = "nothing was downloaded: the Hub could not be reached" + (
+            f" ({cause.group(1).strip().splitlines()[0]})" if cause else ""
         )
-    return dest
+    elif _files_in(dest, still) == {f for f in before if f.parts[0] in still}:
+        reason = "nothing was downloaded (is the network or the Hub down, or a proxy in the way?)"
+    else:
+        reason = "the download ended but " + "; ".join(part_problem(dest, PARTS[p]) or p for p in still)
+    raise DownloadError(
+        f"Cannot download {', '.join(f'{p}/' for p in still)} of {HF_REPO_ID} from {HF_URL}: {reason}.\n"
+        f"{manual_instructions(dest, still)}"
+    )
+
+
+#: What huggingface_hub logs when it falls back to an existing ``local_dir`` because the Hub is unreachable.
+_UNREACHABLE = "remote repo cannot be accessed"
+
+
+def _offline_reason() -> str:
+    switch = "HF_HUB_OFFLINE is set" if offline_requested() else "local files only"
+    return f"downloads are switched off ({switch}) and the files are not in the local Hugging Face cache"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0] if text else ''}"
+
+
+def _files_in(root: Path, parts: Iterable[str]) -> set[Path]:
+    """The files under ``root/<part>/`` for each part, relative to ``root``."""
+    return {
+        path.relative_to(root) for part in parts if (root / part).is_dir()
+        for path in (root / part).rglob("*") if path.is_file()
+    }
+
+
+@contextlib.contextmanager
+def _hub_warnings() -> Iterator[list[str]]:
+    """The warnings huggingface_hub logs meanwhile (also when its verbosity is set lower than warnings)."""
+    seen: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    hub_logger = logging.getLogger("huggingface_hub")
+    handler = _Collect(logging.WARNING)
+    saved_level = hub_logger.level
+    hub_logger.addHandler(handler)
+    if hub_logger.getEffectiveLevel() > logging.WARNING:
+        hub_logger.setLevel(logging.WARNING)
+    try:
+        yield seen
+    finally:
+        hub_logger.removeHandler(handler)
+        hub_logger.setLevel(saved_level)

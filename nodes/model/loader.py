@@ -52,7 +52,8 @@ class CinemoModelLoader(io.ComfyNode):
                         "folder (with unet/), or a Cinemo folder in models/diffusers (listed as diffusers/...). "
                         f"The last entry fetches the released UNet from {WEIGHTS_SOURCE} into "
                         f"models/{FOLDER}/{DOWNLOAD_FOLDER_NAME} when it is not there yet (needs network and "
-                        "huggingface_hub); nothing is downloaded unless you pick it."
+                        "huggingface_hub); nothing is downloaded unless you pick it. Cinemo Load Temporal VAE has "
+                        "the same entry for the vae_temporal_decoder/ every workflow also needs."
                     ),
                 ),
                 io.Combo.Input(

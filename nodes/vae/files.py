@@ -14,6 +14,10 @@ from .weights import DIFFUSERS_CLASS_NAME, DIFFUSERS_MARKER_KEY, DIFFUSERS_WEIGH
 
 #: Model folders searched for temporal VAEs, in this order (``cinemo`` is registered by the model loader).
 MODEL_FOLDERS = ("cinemo", "vae")
+#: The vae_name entry that downloads the released vae_temporal_decoder/; nothing is downloaded unless it is chosen.
+VAE_DOWNLOAD_ENTRY = "download maxin-cn/Cinemo vae_temporal_decoder from Hugging Face (if missing)"
+#: Listed first when no temporal VAE is installed, so that the download entry is never preselected on its own.
+NO_VAE_ENTRY = "(no temporal VAE in models/cinemo or models/vae)"
 
 
 def model_roots() -> list[str]:
@@ -24,6 +28,15 @@ def model_roots() -> list[str]:
 def available_temporal_vaes() -> dict[str, Path]:
     """``{name: path}`` of the temporal VAEs under the model folders, as the loader lists them."""
     return find_temporal_vaes(model_roots())
+
+
+def list_temporal_vaes(*, download_entry: bool = True) -> list[str]:
+    """The loader's choices: the temporal VAEs found (or ``NO_VAE_ENTRY``), then ``VAE_DOWNLOAD_ENTRY`` last;
+    ``download_entry=False``: the VAEs only."""
+    names = list(available_temporal_vaes())
+    if not download_entry:
+        return names
+    return (names or [NO_VAE_ENTRY]) + [VAE_DOWNLOAD_ENTRY]
 
 
 def _is_temporal_vae_folder(folder: Path) -> Path | None:

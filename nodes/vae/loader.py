@@ -7,12 +7,16 @@ ComfyUI reads SVD's temporal decoder only in SGM keys; the weights are converted
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import torch
 from comfy_api.latest import io
 
+from ...cinemo_core.model.components import HF_URL
+from ...cinemo_core.model.download import COMFYUI_VAE_PARTS, DownloadError, download_cinemo
 from ..comfy_compat import VAE, has_temporal_decoder, load_weights
-from .files import available_temporal_vaes, weight_file
+from ..model.files import download_folder
+from .files import VAE_DOWNLOAD_ENTRY, available_temporal_vaes, list_temporal_vaes, weight_file
 from .weights import (
     TemporalVAEFormatError,
     check_svd_architecture,
@@ -60,15 +64,28 @@ def missing_vae_error(name: str | None) -> str | None:
     return (
         f"there is no temporal VAE named {name!r} ({listed}). Put the released vae_temporal_decoder "
         f"folder (config.json + diffusion_pytorch_model.safetensors) at {README_PATH} (README: Weight files), "
-        "or a .safetensors of it into models/vae, then press Refresh (R)."
+        f"or a .safetensors of it into models/vae, then press Refresh (R); or choose {VAE_DOWNLOAD_ENTRY!r} "
+        "to fetch it."
     )
 
 
+def download_temporal_vae() -> Path:
+    """The released ``vae_temporal_decoder/`` in models/cinemo/Cinemo, fetched first when incomplete there."""
+    try:
+        root = download_cinemo(download_folder(), COMFYUI_VAE_PARTS)
+    except DownloadError as error:
+        raise RuntimeError(f"vae_name: {error}") from error
+    return root / COMFYUI_VAE_PARTS[0]
+
+
 def load_temporal_vae(name: str) -> VAE:
-    """Load the temporal VAE the loader lists as ``name``."""
-    if error := missing_vae_error(name):
+    """Load the temporal VAE the loader lists as ``name`` (or the download entry's)."""
+    if name == VAE_DOWNLOAD_ENTRY:
+        path = weight_file(download_temporal_vae())
+    elif error := missing_vae_error(name):
         raise FileNotFoundError(f"vae_name: {error}")
-    path = weight_file(available_temporal_vaes()[name])
+    else:
+        path = weight_file(available_temporal_vaes()[name])
     logging.info("Cinemo: loading temporal VAE %s", path)
     return build_temporal_vae(load_weights(str(path)))
 
@@ -92,9 +109,12 @@ class CinemoTemporalVAELoader(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "vae_name",
-                    options=list(available_temporal_vaes()),
+                    options=list_temporal_vaes(),
                     tooltip="A temporal VAE under models/cinemo or models/vae: a diffusers folder such as "
-                    "Cinemo/vae_temporal_decoder, or a .safetensors file of its weights.",
+                    "Cinemo/vae_temporal_decoder, or a .safetensors file of its weights. The last entry fetches "
+                    f"the released vae_temporal_decoder/ from {HF_URL} into "
+                    "models/cinemo/Cinemo when it is not there yet (needs network and huggingface_hub); nothing "
+                    "is downloaded unless you pick it.",
                 ),
             ],
             outputs=[io.Vae.Output(display_name="vae", tooltip="The temporal VAE, usable by any VAE node.")],
@@ -103,7 +123,9 @@ class CinemoTemporalVAELoader(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, vae_name: str | None = None) -> bool | str:
         # named, so ComfyUI leaves the (possibly empty) list to this check; it prefixes the input's name
-        return vae_name is None or missing_vae_error(vae_name) or True
+        if vae_name is None or vae_name == VAE_DOWNLOAD_ENTRY:
+            return True  # the download (or its clear failure) happens when the node runs
+        return missing_vae_error(vae_name) or True
 
     @classmethod
     def execute(cls, vae_name: str) -> io.NodeOutput:

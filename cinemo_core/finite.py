@@ -13,6 +13,18 @@ TEXT_ENCODER_CAUSE = (
     "text_encoder/ folder"
 )
 
+#: Why a freshly encoded latent is NaN or absurd: what a user sees in practice.
+VAE_CAUSE = (
+    "the VAE is at fault. Cinemo's temporal VAE (vae_temporal_decoder) loaded with ComfyUI's Load VAE comes out "
+    "with hundreds of missing weights (ComfyUI lists them in its console): load it with Cinemo Load Temporal VAE, "
+    "or use an SD 1.x VAE (Cinemo's vae/, or vae-ft-mse-840000-ema-pruned)"
+)
+#: Pixels per latent cell along each side, and latent channels, of Stable Diffusion 1.x VAEs (Cinemo's kind).
+VAE_SCALE = 8
+LATENT_CHANNELS = 4
+#: Far beyond what an SD 1.x VAE encodes an image to (its unscaled latents stay within a few tens).
+PLAUSIBLE_LATENT_LIMIT = 1e4
+
 
 class NonFiniteError(ValueError):
     """A tensor holds NaN or infinite values; the message names the input at fault and the likely cause."""
@@ -27,6 +39,35 @@ def check_text_embeddings(embeddings: torch.Tensor, input_name: str) -> None:
         raise NonFiniteError(
             f"{input_name}: the text embeddings contain NaN or infinite values: {TEXT_ENCODER_CAUSE}."
         )
+
+
+def check_encoded_latent(latent: torch.Tensor, pixel_size: tuple[int, int], input_name: str, what: str) -> None:
+    """Stop a latent that cannot have come from an SD 1.x VAE right after encoding, naming the VAE.
+
+    Args:
+        latent: the unscaled latents ``[N, C, h, w]`` just encoded.
+        pixel_size: ``(height, width)`` of the encoded images.
+        input_name: the node input the VAE came in on (the message starts with it).
+        what: what was encoded, e.g. "the first frame".
+
+    Raises:
+        ValueError: not 4 channels at 1/8 of the image's size.
+        NonFiniteError: NaN or infinite values, or values far outside an SD VAE's range.
+    """
+    height, width = pixel_size
+    expected = (LATENT_CHANNELS, height // VAE_SCALE, width // VAE_SCALE)
+    if tuple(latent.shape[-3:]) != expected:
+        raise ValueError(
+            f"{input_name}: {what}'s latent is {list(latent.shape[-3:])} (channels, height, width) for a "
+            f"{height}x{width} image, where an SD 1.x VAE gives {list(expected)}: {VAE_CAUSE}."
+        )
+    if not is_finite(latent):
+        problem = "contains NaN or infinite values"
+    elif (peak := float(latent.abs().max())) > PLAUSIBLE_LATENT_LIMIT:
+        problem = f"reaches {peak:.3g}, far outside the range of an SD VAE's latents"
+    else:
+        return
+    raise NonFiniteError(f"{input_name}: {what}'s latent {problem} right after encoding: {VAE_CAUSE}.")
 
 
 def check_model_output(

@@ -11,6 +11,7 @@ import torch
 from comfy_api.latest import io
 
 from ..cinemo_core.settings import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.finite import check_encoded_latent
 from ..cinemo_core.preprocess import fit_image
 from .comfy_compat import encode_images, intermediate_device
 
@@ -82,6 +83,7 @@ class CinemoFirstFrameEncode(io.ComfyNode):
             latent = latent[:, :, 0]
         if latent.ndim != 4:
             raise ValueError(f"vae: expected an image VAE giving [images, 4, h, w] latents, got {list(latent.shape)}.")
+        check_encoded_latent(latent, (height, width), "vae", "the first frame")
         return io.NodeOutput({"samples": latent.to(intermediate_device())})
 
 

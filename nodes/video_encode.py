@@ -13,6 +13,7 @@ from comfy_api.latest import io
 from einops import rearrange
 
 from ..cinemo_core.settings import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_FRAMES, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.finite import check_encoded_latent
 from ..cinemo_core.preprocess import fit_image
 from ..cinemo_core.sampling.sampler import split_video_latents
 from ..cinemo_core.app.transfer import select_source_frames
@@ -77,6 +78,7 @@ class CinemoVideoEncode(io.ComfyNode):
             latents = latents[:, :, 0]
         if latents.ndim != 4:
             raise ValueError(f"vae: expected an image VAE giving [frames, 4, h, w] latents, got {list(latents.shape)}.")
+        check_encoded_latent(latents, (height, width), "vae", "the clip")
         first, residual = split_video_latents(rearrange(latents, "f c h w -> 1 c f h w"))
         device = intermediate_device()
         return io.NodeOutput({"samples": first[:, :, 0].to(device)}, {"samples": residual.to(device)})

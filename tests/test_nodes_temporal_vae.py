@@ -192,3 +192,58 @@ def test_frames_carry_their_clip_length_to_the_decoder(comfyui, reference):
     assert (images - per_clip).abs().max() < TOLERANCE
     as_one_clip = _diffusers_decode(reference, frames["samples"], [(0, 14), (14, 16)])
     assert (images - as_one_clip).abs().max() > 100 * TOLERANCE  # what the widget's 16 would have decoded
+
+
+@pytest.fixture(scope="module")
+def temporal_vae_file(comfyui) -> str:
+    """The stand-in temporal VAE (comfy_models.py) as one file in models/vae: both Load VAE and Cinemo Load
+    Temporal VAE list it."""
+    import shutil
+
+    import folder_paths
+    from comfy_models import TEMPORAL_VAE_NAME, write_temporal_vae
+
+    write_temporal_vae(comfyui.models)
+    name = "stand_in_vae_temporal_decoder.safetensors"
+    shutil.copy(comfyui.models / "vae" / TEMPORAL_VAE_NAME / "diffusion_pytorch_model.safetensors",
+                comfyui.models / "vae" / name)
+    folder_paths.filename_list_cache.clear()
+    return name
+
+
+def _encode_prompt(loader: str, vae_name: str, image: str) -> dict:
+    return {
+        "vae": {"class_type": loader, "inputs": {"vae_name": vae_name}},
+        "image": {"class_type": "LoadImage", "inputs": {"image": image}},
+        "encode": {"class_type": "CinemoFirstFrameEncode",
+                   "inputs": {"image": ["image", 0], "vae": ["vae", 0], "width": 64, "height": 64}},
+        "save": {"class_type": "SaveLatent", "inputs": {"samples": ["encode", 0], "filename_prefix": "tvae_check"}},
+    }
+
+
+def test_temporal_vae_through_core_load_vae_is_blamed_at_encode(comfyui, comfy_models, temporal_vae_file):
+    """Core Load VAE reads the diffusers temporal VAE with hundreds of missing weights; the first frame encoded
+    with it is stopped at the encoder, naming the VAE and the right loader (not the sampler's NaN later)."""
+    with pytest.raises(RuntimeError) as failure:
+        comfyui.run(_encode_prompt("VAELoader", temporal_vae_file, comfy_models.image))
+    message = str(failure.value)
+    assert "vae: the first frame's latent" in message
+    assert "the VAE is at fault" in message and "Cinemo Load Temporal VAE" in message
+    assert "Cinemo UNet" not in message
+
+    from comfy_models import call_node
+
+    (vae,) = call_node("VAELoader", vae_name=temporal_vae_file)
+    clip = torch.rand(3, 64, 80, 3, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match=r"^vae: the clip's latent .*Cinemo Load Temporal VAE"):
+        call_node("CinemoVideoEncode", images=clip, vae=vae, width=64, height=64, frames=3, frame_step=1)
+
+
+def test_the_same_file_through_the_temporal_loader_encodes(comfyui, comfy_models, temporal_vae_file):
+    outputs, _ = comfyui.run(_encode_prompt("CinemoTemporalVAELoader", temporal_vae_file, comfy_models.image))
+    from comfy_models import call_node
+
+    (vae,) = call_node("CinemoTemporalVAELoader", vae_name=temporal_vae_file)
+    clip = torch.rand(3, 64, 80, 3, generator=torch.Generator().manual_seed(0))
+    first, residual = call_node("CinemoVideoEncode", images=clip, vae=vae, width=64, height=64, frames=3, frame_step=1)
+    assert first["samples"].shape == (1, 4, 8, 8) and torch.isfinite(residual["samples"]).all()

@@ -195,3 +195,21 @@ def test_non_finite_model_output_stops_at_the_first_step_naming_the_cause(poison
     with pytest.raises(NonFiniteError, match=cause):
         sample_residual(unet, latents, base, context, None, 90.0, steps=5, guidance_scale=1.0)
     assert calls == [801]  # stopped at the first step, not after decoding black frames
+
+
+@pytest.mark.parametrize(
+    "latent, message",
+    [
+        (torch.full((1, 4, 8, 10), float("nan")), r"^vae: the first frame's latent contains NaN or infinite values"),
+        (torch.full((1, 4, 8, 10), 3e5), r"^vae: the first frame's latent reaches 3e\+05, far outside"),
+        (torch.zeros(1, 4, 16, 20), r"^vae: the first frame's latent is \[4, 16, 20\] .* 64x80 image, .* \[4, 8, 10\]"),
+        (torch.zeros(1, 16, 8, 10), r"^vae: the first frame's latent is \[16, 8, 10\]"),
+    ],
+)
+def test_an_implausible_encoded_latent_names_the_vae(latent, message):
+    from cinemo_core.finite import check_encoded_latent
+
+    with pytest.raises(ValueError, match=message) as caught:
+        check_encoded_latent(latent, (64, 80), "vae", "the first frame")
+    assert "the VAE is at fault" in str(caught.value) and "Cinemo Load Temporal VAE" in str(caught.value)
+    check_encoded_latent(torch.randn(2, 4, 8, 10) * 30, (64, 80), "vae", "the first frame")  # an SD VAE's range

@@ -236,6 +236,14 @@ def test_note_names_the_weights_and_a_thumbnail_exists(name):
     assert thumbnail.read_bytes()[:3] == b"\xff\xd8\xff"
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_each_save_node_has_its_own_filename_prefix(name):
+    """ComfyUI numbers saved files per prefix: a WEBP and an MP4 sharing one get _00001_ and _00002_."""
+    prefixes = [node["inputs"]["filename_prefix"] for node in load(name, api=True).values()
+                if "filename_prefix" in node["inputs"]]
+    assert prefixes and len(set(prefixes)) == len(prefixes), prefixes
+
+
 def test_paper_exact_settings():
     api = load("cinemo_paper_exact", api=True)
     by_type = {node["class_type"]: node["inputs"] for node in api.values()}

@@ -8,6 +8,7 @@ stand-ins), 128x64 pixels, 4 frames, 4 steps and unique filename prefixes.
 from __future__ import annotations
 
 import json
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -148,6 +149,8 @@ def check_outputs(
         read = webp_frames if path.suffix == ".webp" else mp4_frames
         assert path.suffix == (".webp" if kind == "SaveAnimatedWEBP" else ".mp4")
         assert read(path) == (frames, pixels), (name, path)
+    numbers = {re.search(r"_(\d{5})_\.\w+$", path.name).group(1) for paths in files.values() for path in paths}
+    assert len(numbers) == 1, (name, files)  # one run's WEBP and MP4 carry the same number
     if name == "cinemo_motion_from_video":
         preview = next(ui for key, ui in outputs.items() if prompt[key]["class_type"] == "PreviewAny")
         assert 0 <= int(preview["text"][0]) <= 19

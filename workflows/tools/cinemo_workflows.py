@@ -232,14 +232,17 @@ def _decode(g: Graph, col, row, sample, first, vae, title=None):
                  frames_per_clip=16, chunk_size=14)
 
 
+# Each format gets its own prefix: ComfyUI numbers files per prefix, so a WEBP and an MP4 sharing one would
+# come out as _00001_.webp and _00002_.mp4 from the same run.
 def _save_webp(g: Graph, col, row, images, prefix):
-    return g.add("SaveAnimatedWEBP", col, row, images=g.out(images), filename_prefix=prefix, fps=FPS,
+    return g.add("SaveAnimatedWEBP", col, row, images=g.out(images), filename_prefix=f"{prefix}_webp", fps=FPS,
                  lossless=False, quality=90, method="default")
 
 
 def _save_mp4(g: Graph, col, row, images, prefix):
     video = g.add("CreateVideo", col, row, images=g.out(images), fps=FPS)
-    return g.add("SaveVideo", col, row + 140, video=g.out(video), filename_prefix=prefix, format="mp4", codec="h264")
+    return g.add("SaveVideo", col, row + 140, video=g.out(video), filename_prefix=f"{prefix}_mp4", format="mp4",
+                 codec="h264")
 
 
 def _custom_sampling(g: Graph, col, row, model, cond, noise, cfg=7.5, title=None):

@@ -3,6 +3,8 @@ reports success is the worst outcome, and the usual cause (a text encoder with m
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 #: Why text embeddings come out NaN: what a user sees in practice.
@@ -71,9 +73,18 @@ def check_encoded_latent(latent: torch.Tensor, pixel_size: tuple[int, int], inpu
 
 
 def check_model_output(
-    eps: torch.Tensor, *, x: torch.Tensor, context: torch.Tensor | None, base_content: torch.Tensor | None
+    eps: torch.Tensor,
+    *,
+    x: torch.Tensor,
+    context: torch.Tensor | None,
+    base_content: torch.Tensor | None,
+    patch_cause: Callable[[], str | None] | None = None,
 ) -> None:
-    """Raise ``NonFiniteError`` if the UNet's output is not finite, naming the first input that was not."""
+    """Raise ``NonFiniteError`` if the UNet's output is not finite, naming the first input that was not.
+
+    ``patch_cause``, asked only then, names a host's patch that turned finite values into non-finite ones
+    inside the UNet (or returns None).
+    """
     if is_finite(eps):
         return
     if not is_finite(context):
@@ -82,6 +93,13 @@ def check_model_output(
         cause = "the first frame's latent is not finite: check the VAE that encoded it"
     elif not is_finite(x):
         cause = "the latent given to it is not finite: check the initial noise and the sampler's settings"
+    elif patch_cause is not None and (patch := patch_cause()):
+        cause = (
+            f"its inputs were finite, but {patch} turned finite values into NaN or infinity; the node that "
+            "added it does not work at this size or with these settings (FreeU_V2, for one, divides by zero "
+            "where the UNet's lowest level is 1x1: latents of at most 8x8, 64x64 pixels). Remove that node or "
+            "change its settings or the size"
+        )
     else:
         cause = (
             "its inputs were finite, so its weights or their precision are at fault: with fp16 or fp8 weights "

@@ -403,3 +403,19 @@ def test_easycache_with_guidance_is_refused_before_the_first_step(golden_model, 
     with pytest.raises(ValueError, match=r"EasyCache with guidance .* Use LazyCache .* or cfg 1"):
         sample(model, inputs, 10)
     assert steps == []
+
+
+def test_a_patch_that_makes_nan_is_named(golden_model, golden):
+    """FreeU_V2 divides 0 by 0 in ComfyUI's own code where the UNet's lowest level is 1x1 (an 8x8 latent here):
+    the error names that patch, not "its inputs were finite, so its weights are at fault"."""
+    square = {key: value for key, value in golden.items()}
+    square["base_content"] = golden["base_content"][..., :8, :8]
+    inputs = golden_conditioning(square)
+    assert torch.isfinite(sample(golden_model, inputs)).all()  # unpatched, the 8x8 latent samples fine
+    model = patched("FreeU_V2", golden_model, b1=1.3, b2=1.4, s1=0.9, s2=0.2)
+    with pytest.raises(ValueError, match="^The Cinemo UNet returned NaN") as caught:
+        sample(model, inputs)
+    message = str(caught.value)
+    assert "FreeU_V2.patch.<locals>.output_block_patch (from nodes_freelunch)" in message
+    assert "output_block_patch in output block" in message and "1, 1]" in message
+    assert "weights" not in message

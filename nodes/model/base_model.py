@@ -80,6 +80,12 @@ class CinemoDiffusionModel(CinemoUNet3D):
             device=device,
         )
         self.comfy_attention = attention
+        # the hooks of each forward during one CinemoModel.apply_model (None outside one: nothing is kept)
+        self.patch_hooks: list[ComfyPatchHooks] | None = None
+
+    def non_finite_patch(self) -> str | None:
+        """The patch that first turned finite values into NaN or infinity during this model call."""
+        return next((found for hooks in self.patch_hooks or () if (found := hooks.non_finite_patch())), None)
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options=None, **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
@@ -96,6 +102,8 @@ class CinemoDiffusionModel(CinemoUNet3D):
             )
         transformer_options = {} if transformer_options is None else transformer_options
         hooks = ComfyPatchHooks(transformer_options, model_channels=self.config.block_out_channels[0])
+        if self.patch_hooks is not None:
+            self.patch_hooks.append(hooks)
         self.comfy_attention.options = transformer_options
         try:
             return super().forward(x, timesteps, context, hooks=hooks, **kwargs)
@@ -117,8 +125,13 @@ class CinemoModel(BaseModel):
     def apply_model(self, x, t, c_concat=None, c_crossattn=None, control=None, transformer_options={}, **kwargs):  # noqa: B006
         # every model call is a place to stop, whatever sampler loop calls us and whether it reports progress
         throw_if_interrupted()
-        out = super().apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
-        check_model_output(out, x=x, context=c_crossattn, base_content=kwargs.get("base_content"))
+        self.diffusion_model.patch_hooks = []
+        try:
+            out = super().apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kwargs)
+            check_model_output(out, x=x, context=c_crossattn, base_content=kwargs.get("base_content"),
+                               patch_cause=self.diffusion_model.non_finite_patch)
+        finally:
+            self.diffusion_model.patch_hooks = None
         return out
 
     def extra_conds(self, **kwargs):

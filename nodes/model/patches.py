@@ -44,6 +44,14 @@ def describe_patch(patch: Any) -> str:
     return f"{name} (from {module.rsplit('/', 1)[-1].rsplit('.', 1)[-1]})" if module else name
 
 
+def _all_finite(values: Any) -> torch.Tensor | None:
+    """A 0-dim bool tensor, True when every tensor in ``values`` is finite; computed without a device sync."""
+    tensors = [v for v in (values if isinstance(values, (tuple, list)) else (values,)) if isinstance(v, torch.Tensor)]
+    if not tensors:
+        return None
+    return torch.stack([torch.isfinite(t).all().to(tensors[0].device) for t in tensors]).all()
+
+
 def _first_patch(value: Any) -> Any:
     if isinstance(value, dict):
         return next(iter(value.values()), None)
@@ -78,10 +86,30 @@ class ComfyPatchHooks(UNetHooks):
         self.model_channels = model_channels
         self._extra: dict | None = None
         self._heads_from: nn.Module | None = None
+        # (patch, kind, where, shape, inputs finite, outputs finite) per call: flags stay on the device and are
+        # read only when the UNet's output is not finite, to name the patch that made it so
+        self._trace: list[tuple[Any, str, Any, list[int], torch.Tensor | None, torch.Tensor | None]] = []
+
+    def _call(self, kind: str, patch: Callable, *args: Any) -> Any:
+        """``patch(*args)``, noting whether it turned finite tensors into NaN or infinity."""
+        before = _all_finite(args)  # before the call: patches such as FreeU's change their input in place
+        result = patch(*args)
+        first = next((a for a in args if isinstance(a, torch.Tensor)), None)
+        shape = list(first.shape) if first is not None else []
+        self._trace.append((patch, kind, self.options.get("block"), shape, before, _all_finite(result)))
+        return result
+
+    def non_finite_patch(self) -> str | None:
+        """The first patch call of this forward whose inputs were finite and whose outputs were not, described."""
+        for patch, kind, block, shape, before, after in self._trace:
+            if before is not None and after is not None and bool(before) and not bool(after):
+                where = f" in {block[0]} block {block[1]}" if block else ""
+                return f"the model patch {describe_patch(patch)} ({kind}{where}, on {shape})"
+        return None
 
     def _apply(self, kind: str, value: torch.Tensor) -> torch.Tensor:
         for patch in self.patches.get(kind, ()):
-            value = patch(value, self.options)
+            value = self._call(kind, patch, value, self.options)
         return value
 
     def unet_started(self, frames_shape: torch.Size) -> None:
@@ -90,7 +118,7 @@ class ComfyPatchHooks(UNetHooks):
 
     def time_embedding(self, emb: torch.Tensor) -> torch.Tensor:
         for patch in self.patches.get("emb_patch", ()):
-            emb = patch(emb, self.model_channels, self.options)
+            emb = self._call("emb_patch", patch, emb, self.model_channels, self.options)
         return emb
 
     def block_started(self, stage: Stage, index: int) -> None:
@@ -107,7 +135,7 @@ class ComfyPatchHooks(UNetHooks):
 
     def output_block_inputs(self, h: torch.Tensor, skip: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         for patch in self.patches.get("output_block_patch", ()):
-            h, skip = patch(h, skip, self.options)
+            h, skip = self._call("output_block_patch", patch, h, skip, self.options)
         return h, skip
 
     def transformer_started(self, shape: torch.Size) -> None:
@@ -166,20 +194,23 @@ class ComfyPatchHooks(UNetHooks):
                 context = x
             value = context
             for patch in before:
-                x, context, value = patch(x, context, value, extra)
+                x, context, value = self._call(f"{name}_patch", patch, x, context, value, extra)
         if replacement is not None:
             context = x if context is None else context
             value = context if value is None else value
-            out = module.to_out[0](replacement(module.to_q(x), module.to_k(context), module.to_v(value), extra))
+            attended = self._call(
+                f"{name} replacement", replacement, module.to_q(x), module.to_k(context), module.to_v(value), extra
+            )
+            out = module.to_out[0](attended)
         else:
             out = module(x, context, value=value)
         for patch in after:
-            out = patch(out, extra)
+            out = self._call(f"{name}_output_patch", patch, out, extra)
         return out
 
     def self_attention_added(self, x: torch.Tensor) -> torch.Tensor:
         for patch in self.patches.get("middle_patch", ()):
-            x = patch(x, self._extra_options())
+            x = self._call("middle_patch", patch, x, self._extra_options())
         return x
 
 

@@ -159,14 +159,17 @@ class SamplingSetup:
     device: torch.device  # where the model runs
     easycache: bool  # core EasyCache wraps the diffusion model
     negative_pass: bool  # the negative (uncond) conditioning runs too: cfg is not 1, or a node keeps it at 1
+    model_options: dict  # the guider's, as they are (a check that adapts them returns a changed copy)
 
 
-def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], None]) -> None:
+def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], dict | None]) -> None:
     """Run ``check`` before each sampling run of ``patcher`` and its clones: an ``OUTER_SAMPLE`` wrapper
     (``add_wrapper_with_key``), whose executor's ``class_obj`` is the guider with ``model_options``
     (``sampler_cfg_function``, ``sampler_pre_cfg_function``, ``sampler_post_cfg_function``,
     ``sampler_calc_cond_batch_function``, ``transformer_options``, and the settings ``set_torch_compile_wrapper``
-    keeps under ``TORCH_COMPILE_KWARGS``), ``conds``, ``cfg`` and ``model_patcher`` (``get_all_wrappers``)."""
+    keeps under ``TORCH_COMPILE_KWARGS``), ``conds``, ``cfg`` and ``model_patcher`` (``get_all_wrappers``).
+    When ``check`` returns model options, the run uses them (``CFGGuider.outer_sample`` reads
+    ``self.model_options``); the guider's own are put back afterwards."""
 
     def wrapper(executor, *args, **kwargs):
         guider = executor.class_obj
@@ -174,7 +177,7 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
         functions = [options.get("sampler_cfg_function"), options.get("sampler_calc_cond_batch_function")]
         functions += list(options.get("sampler_pre_cfg_function", ())) + list(options.get("sampler_post_cfg_function", ()))
         model_sampling = guider.model_patcher.get_model_object("model_sampling")
-        check(SamplingSetup(
+        adapted = check(SamplingSetup(
             conds=guider.conds, sampler_functions=[f for f in functions if f is not None],
             transformer_options=options.get("transformer_options", {}),
             flow_prediction=isinstance(model_sampling, comfy.model_sampling.CONST),
@@ -183,10 +186,45 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
                           guider.model_patcher.get_all_wrappers(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL)),
             negative_pass=not math.isclose(getattr(guider, "cfg", 1.0), 1.0)
             or bool(options.get("disable_cfg1_optimization", False)),
+            model_options=options,
         ))
-        return executor(*args, **kwargs)
+        if adapted is None:
+            return executor(*args, **kwargs)
+        guider.model_options = adapted
+        try:
+            return executor(*args, **kwargs)
+        finally:
+            guider.model_options = options
 
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, wrapper)
+
+
+def closure_values(function: Any) -> dict[str, Any]:
+    """The variables a closure captured, by name (``__code__.co_freevars`` with ``__closure__``): core patch
+    nodes keep their widget values there (SelfAttentionGuidance's ``scale`` and ``blur_sigma``)."""
+    code, cells = getattr(function, "__code__", None), getattr(function, "__closure__", None) or ()
+    names = code.co_freevars if code is not None else ()
+    values = {}
+    for name, cell in zip(names, cells):
+        try:
+            values[name] = cell.cell_contents
+        except ValueError:  # a cell not filled yet
+            continue
+    return values
+
+
+def calc_cond_batch(model: Any, conds: list, x: torch.Tensor, sigma: torch.Tensor, model_options: dict) -> list:
+    """``comfy.samplers.calc_cond_batch``: the model's denoised prediction for each conditioning list in
+    ``conds`` (what a post-cfg function gets as ``args["uncond"]``), at ``x`` and ``sigma``."""
+    return comfy.samplers.calc_cond_batch(model, conds, x, sigma, model_options)
+
+
+def model_cond(conds: list | None, key: str) -> torch.Tensor | None:
+    """The tensor a model's ``extra_conds`` put under ``key`` (a ``CONDRegular``) in the first entry of a
+    processed conditioning list (``entry["model_conds"][key].cond``), or None."""
+    entry = (conds or [None])[0]
+    value = (entry or {}).get("model_conds", {}).get(key)
+    return getattr(value, "cond", None)
 
 
 def defining_node(function: Any) -> str | None:

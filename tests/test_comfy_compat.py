@@ -228,6 +228,72 @@ def test_add_sampling_check(compat, golden_model, golden):
     assert not plain.compiled and compiled.compiled and compiled.device == golden_model.load_device
 
 
+def test_add_sampling_check_runs_with_the_options_it_returns(compat, golden_model, golden):
+    import comfy.patcher_extension
+    from comfy_models import call_node, golden_conditioning
+
+    seen = []
+
+    def recording_post_cfg(args):
+        seen.append("adapted")
+        return args["denoised"]
+
+    def adapt(setup):
+        assert setup.model_options is guider.model_options
+        return {**setup.model_options, "sampler_post_cfg_function": [recording_post_cfg]}
+
+    model = golden_model.clone()
+    model.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, "cinemo_sampling_check")
+    compat.add_sampling_check(model, "test_adapt", adapt)
+    positive, negative, latent, _ = golden_conditioning(golden)
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+    (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=7.5)
+    own = guider.model_options
+    call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)
+    assert seen == ["adapted", "adapted"] and guider.model_options is own
+    assert "sampler_post_cfg_function" not in own
+
+
+def test_closure_values(compat, golden_model):
+    from comfy_models import call_node
+
+    (patched,) = call_node("SelfAttentionGuidance", model=golden_model, scale=0.7, blur_sigma=1.5)
+    (post_cfg,) = patched.model_options["sampler_post_cfg_function"]
+    values = compat.closure_values(post_cfg)
+    assert values["scale"] == 0.7 and values["blur_sigma"] == 1.5
+    assert compat.closure_values(_post_cfg) == {}
+
+
+def test_calc_cond_batch_and_model_cond(compat, golden_model, golden):
+    """A post-cfg function's ``uncond`` is a processed conditioning list: ``calc_cond_batch`` predicts for it
+    and its ``model_conds`` hold what Cinemo's ``extra_conds`` made (the scaled first frame)."""
+    from comfy_models import call_node, golden_conditioning
+
+    seen = {}
+
+    def post_cfg(args):
+        seen["base"] = compat.model_cond(args["uncond"], "base_content")
+        (seen["again"],) = compat.calc_cond_batch(args["model"], [args["uncond"]], args["input"], args["sigma"],
+                                                  args["model_options"])
+        seen["uncond_denoised"] = args["uncond_denoised"]
+        return args["denoised"]
+
+    model = golden_model.clone()
+    model.set_model_sampler_post_cfg_function(post_cfg)
+    positive, negative, latent, first_frame = golden_conditioning(golden)
+    (sigmas,) = call_node("CinemoScheduler", steps=1)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+    (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=7.5)
+    call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas, latent_image=latent)
+    assert torch.allclose(seen["base"][:, :, 0], first_frame["samples"] * 0.18215, atol=1e-6)
+    assert (seen["again"] - seen["uncond_denoised"]).abs().max() < 1e-5
+    assert compat.model_cond(None, "base_content") is None
+    assert compat.model_cond([{"model_conds": {}}], "base_content") is None
+
+
 def test_defining_node(compat, golden_model):
     from comfy_models import call_node
 

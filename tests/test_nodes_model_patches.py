@@ -60,6 +60,8 @@ NODES = {
     "FreeU": (dict(b1=1.1, b2=1.2, s1=0.9, s2=0.2), dict(b1=1.0, b2=1.0, s1=1.0, s2=1.0), 1e-5, STEPS),
     "FreeU_V2": (dict(b1=1.3, b2=1.4, s1=0.9, s2=0.2), dict(b1=1.0, b2=1.0, s1=1.0, s2=1.0), 1e-5, STEPS),
     "PerturbedAttentionGuidance": (dict(scale=3.0), dict(scale=0.0), 0.0, STEPS),
+    # core SAG's functions are swapped for Cinemo's (nodes/model/sag.py): per-frame blur, middle-block attention
+    "SelfAttentionGuidance": (dict(scale=0.5, blur_sigma=2.0), dict(scale=0.0, blur_sigma=2.0), 1e-5, STEPS),
     "TomePatchModel": (dict(ratio=0.3), dict(ratio=0.0), 0.0, STEPS),
     # 32-pixel tiles split the 8x16 latent; 256-pixel ones do not
     "HyperTile": (dict(tile_size=32, swap_size=2, max_depth=0, scale_depth=False),
@@ -140,7 +142,6 @@ def test_differential_diffusion_follows_a_noise_mask(golden_model, inputs):
 
 
 FAILS = {
-    "SelfAttentionGuidance": (dict(scale=0.5, blur_sigma=2.0), "Self-Attention Guidance .*image latents"),
     "SkipLayerGuidanceDiT": (dict(double_layers="7, 8, 9", single_layers="7, 8, 9", scale=3.0, start_percent=0.01,
                                   end_percent=0.15, rescaling_scale=0.0), "Skip Layer Guidance .*DiT"),
     "SkipLayerGuidanceDiTSimple": (dict(double_layers="7, 8, 9", single_layers="7, 8, 9", start_percent=0.0,
@@ -419,3 +420,49 @@ def test_a_patch_that_makes_nan_is_named(golden_model, golden):
     assert "FreeU_V2.patch.<locals>.output_block_patch (from nodes_freelunch)" in message
     assert "output_block_patch in output block" in message and "1, 1]" in message
     assert "weights" not in message
+
+
+def test_self_attention_guidance_blurs_each_frame_as_core_sag_blurs_an_image(comfyui):
+    """Per frame, Cinemo's SAG pieces equal core SAG's own functions (comfy_extras/nodes_sag.py) on that frame
+    as an image: the recorded attention output, the attended cells and the blurred prediction."""
+    import importlib
+
+    from comfy_models import pack_module
+
+    sag = pack_module("nodes.model.sag")
+    core = importlib.import_module("comfy_extras.nodes_sag")
+    generator = torch.Generator().manual_seed(0)
+    frames, heads, dim, size, cells = 3, 2, 8, (16, 32), (2, 4)  # core SAG finds 2x4 cells for 16x32 again
+    q, k, v = (torch.randn(frames, cells[0] * cells[1], heads * dim, generator=generator) * 2 for _ in range(3))
+    recorder = sag.AttentionRecorder()
+    out = recorder(q, k, v, {"n_heads": heads, "cond_or_uncond": [1], "activations_shape": [frames, 16, *cells]})
+    core_out, core_sim = core.attention_basic_with_sim(q, k, v, heads=heads)
+    assert (out - core_out).abs().max() < 1e-5
+    assert recorder.mask.shape == (frames, *cells) and 0 < recorder.mask.float().mean() < 1
+    x0 = torch.randn(frames, 4, *size, generator=generator)
+    ours = sag.degrade_frames(x0, recorder.mask, sigma=2.0)
+    for f in range(frames):
+        theirs = core.create_blur_map(x0[f:f + 1], core_sim[f * heads:(f + 1) * heads], 2.0, 1.0)
+        assert (ours[f:f + 1] - theirs).abs().max() < 1e-5, f
+    assert not torch.allclose(ours, x0)
+    assert torch.equal(sag.gaussian_blur(x0, 0.0), x0)  # core SAG divides by zero at blur_sigma 0
+
+
+def test_self_attention_guidance_runs_its_cinemo_version(golden_model, inputs, unpatched, monkeypatch):
+    """Sampling calls the swapped-in guidance every step, with the middle block's attended cells per frame."""
+    from comfy_models import pack_module
+
+    sag = pack_module("nodes.model.sag")
+    seen = []
+    original = sag.degrade_frames
+
+    def spy(frames, attended, sigma):
+        seen.append((tuple(frames.shape), tuple(attended.shape), sigma))
+        return original(frames, attended, sigma)
+
+    monkeypatch.setattr(sag, "degrade_frames", spy)
+    out = sample(patched("SelfAttentionGuidance", golden_model, scale=0.5, blur_sigma=1.5), inputs)
+    assert torch.isfinite(out).all()
+    _, _, latent, _ = inputs
+    videos, channels, residual_frames, height, width = latent["samples"].shape
+    assert seen == [((videos * residual_frames, channels, height, width), (videos * residual_frames, 1, 2), 1.5)] * STEPS

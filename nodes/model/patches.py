@@ -17,6 +17,7 @@ from torch import nn
 
 from ...cinemo_core.model.layers.hooks import AttentionKind, Stage, UNetHooks
 from ..comfy_compat import SamplingSetup, defining_node
+from .sag import adapt_self_attention_guidance
 
 #: ``transformer_options["patches"]`` kinds applied, with the call each gets.
 SUPPORTED_PATCHES = (
@@ -224,13 +225,6 @@ _VIDEO_CFG = (
 )
 #: Core nodes whose sampler functions cannot work on Cinemo: the class defining them -> (what to call it, why).
 INCOMPATIBLE_NODES = {
-    "SelfAttentionGuidance": (
-        "Self-Attention Guidance (SelfAttentionGuidance)",
-        (
-            "its blur works on image latents [B, C, H, W] and Cinemo samples video latents [B, C, F, H, W]; "
-            "PerturbedAttentionGuidance is a guidance of the same kind that works with Cinemo"
-        ),
-    ),
     "SkipLayerGuidanceDiT": _SKIP_LAYERS,
     "SkipLayerGuidanceDiTSimple": _SKIP_LAYERS,
     "VideoLinearCFGGuidance": ("VideoLinearCFGGuidance", _VIDEO_CFG),
@@ -241,8 +235,12 @@ INCOMPATIBLE_NODES = {
 }
 
 
-def check_sampling_setup(setup: SamplingSetup) -> None:
-    """What cannot work with Cinemo, found before the first step. Raises ``ValueError`` naming the node."""
+def check_sampling_setup(setup: SamplingSetup) -> dict | None:
+    """What cannot work with Cinemo, found before the first step. Raises ``ValueError`` naming the node.
+
+    Returns the model options to sample with instead of the guider's (core Self-Attention Guidance swapped for
+    Cinemo's, ``sag.py``), or None to keep them.
+    """
     for name, entries in setup.conds.items():
         if any(entry.get("control") is not None for entry in entries or ()):
             raise ValueError(
@@ -277,3 +275,4 @@ def check_sampling_setup(setup: SamplingSetup) -> None:
             "Use LazyCache (same settings) instead, or cfg 1."
         )
     check_patches_are_supported(setup.transformer_options)
+    return adapt_self_attention_guidance(setup.model_options)

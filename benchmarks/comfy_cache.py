@@ -2,8 +2,9 @@
 
 Runs **Cinemo Sampler** (DDIM, the official schedule, DCTInit, CFG 7.5, 50 steps) on the golden tiny
 model in an in-process ComfyUI (``--cpu``), once plain and once per cache node and ``reuse_threshold``
-(start 0.15, end 0.95: the nodes' defaults). Counts real UNet forwards (a hook on the first
-convolution; cond and uncond run as one batched call), times the whole sampling, and compares the
+(start 0.15, end 0.95: the nodes' defaults). Counts UNet passes, one per video and conditioning (a hook on
+the first convolution; cond and uncond run as one batched call, or as two calls under EasyCache, which
+needs them apart), times the whole sampling, and compares the
 sampled residual with the uncached one: ``max|cached - plain| / max|plain|``.
 
 The tiny model has random weights: the differences say how much a cache changes *this* network's
@@ -61,7 +62,9 @@ def main() -> None:
 
     def sample(patched) -> tuple[torch.Tensor, int, float, float]:
         calls = []
-        hook = patched.model.diffusion_model.conv_in.register_forward_pre_hook(lambda *_: calls.append(1))
+        # conv_in sees the frames of every video of the call, the first frame included
+        hook = patched.model.diffusion_model.conv_in.register_forward_pre_hook(
+            lambda module, inputs: calls.append(inputs[0].shape[0] // args.frames))
         start, cpu_start = time.perf_counter(), time.process_time()
         try:
             (out,) = call_node(
@@ -71,7 +74,7 @@ def main() -> None:
             )
         finally:
             hook.remove()
-        return out["samples"], len(calls), time.perf_counter() - start, time.process_time() - cpu_start
+        return out["samples"], sum(calls), time.perf_counter() - start, time.process_time() - cpu_start
 
     sample(model)  # warm-up: loads the model, first-call allocations
     reference, reference_calls, reference_seconds, reference_cpu = sample(model)
@@ -87,8 +90,8 @@ def main() -> None:
     print(f"{datetime.date.today()}, {platform.machine()} {platform.processor() or ''}, "
           f"{torch.get_num_threads()} threads, torch {torch.__version__}, ComfyUI --cpu")
     print(f"tiny random Cinemo (tests/fixtures/tiny_a), {args.frames} frames, latent {height}x{width}, "
-          f"{args.steps} DDIM steps, CFG {args.cfg:g}" + (" (cond + uncond batched)" if args.cfg != 1 else ""))
-    print("| cache | reuse_threshold | UNet calls | skipped | wall s | CPU s | speed-up (CPU time) | max rel. difference |")
+          f"{args.steps} DDIM steps, CFG {args.cfg:g}" + (" (a positive and a negative pass per step)" if args.cfg != 1 else ""))
+    print("| cache | reuse_threshold | UNet passes | skipped | wall s | CPU s | speed-up (CPU time) | max rel. difference |")
     print("|---|---|---|---|---|---|---|---|")
     for node, threshold, calls, seconds, cpu, difference in rows:
         print(f"| {node} | {threshold} | {calls} | {reference_calls - calls} | {seconds:.1f} | {cpu:.1f} | "

@@ -136,6 +136,15 @@ def load_models(patchers: list, memory_required: int, force_full_load: bool) -> 
     comfy.model_management.load_models_gpu(patchers, memory_required=memory_required, force_full_load=force_full_load)
 
 
+def has_easycache_wrapper(transformer_options: dict) -> bool:
+    """Core EasyCache is among the ``DIFFUSION_MODEL`` wrappers of this model call (``get_all_wrappers``; its
+    forward wrapper is ``easycache_forward_wrapper``, which reads ``transformer_options["uuids"]``)."""
+    wrappers = comfy.patcher_extension.get_all_wrappers(
+        comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, transformer_options
+    )
+    return any(getattr(wrapper, "__name__", "") == "easycache_forward_wrapper" for wrapper in wrappers)
+
+
 def run_diffusion_model_wrappers(function: Callable, owner: Any, transformer_options: dict, *args, **kwargs):
     """Run ``function`` inside the ``DIFFUSION_MODEL`` wrappers registered in ``transformer_options``
     (``WrapperExecutor.new_class_executor(fn, owner, wrappers).execute(*args)``), as core models do."""

@@ -256,6 +256,32 @@ def test_add_sampling_check_runs_with_the_options_it_returns(compat, golden_mode
     assert "sampler_post_cfg_function" not in own
 
 
+def test_has_easycache_wrapper(compat, golden_model, golden):
+    """Seen from inside a model call, where the sampler has put the MODEL's wrappers into transformer_options."""
+    import comfy.patcher_extension
+    from comfy_models import call_node, golden_conditioning
+
+    seen = []
+
+    def probe(executor, *args, **kwargs):
+        seen.append(compat.has_easycache_wrapper(args[-1]))
+        return executor(*args, **kwargs)
+
+    cache = dict(reuse_threshold=0.0, start_percent=0.15, end_percent=0.95, verbose=False)
+    positive, negative, latent, _ = golden_conditioning(golden)
+    (sigmas,) = call_node("CinemoScheduler", steps=1)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+    for node in ("EasyCache", "LazyCache"):
+        (model,) = call_node(node, model=golden_model, **cache)
+        model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "probe", probe)
+        (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=1.0)
+        call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                  latent_image=latent)
+    assert seen == [True, False]
+    assert not compat.has_easycache_wrapper({})
+
+
 def test_closure_values(compat, golden_model):
     from comfy_models import call_node
 

@@ -396,14 +396,32 @@ def test_easycache_runs_without_guidance(golden_model, inputs):
     assert torch.isfinite(cached).all() and relative_error(cached, plain) > 1e-3
 
 
-def test_easycache_with_guidance_is_refused_before_the_first_step(golden_model, inputs):
-    """With cond and uncond batched, ComfyUI 0.3.64's EasyCache adds both cached differences to each half."""
-    steps = []
-    model = patched("EasyCache", golden_model, reuse_threshold=0.2, **CACHE)
-    model.set_model_unet_function_wrapper(lambda apply, args: steps.append(1) or apply(args["input"], args["timestep"], **args["c"]))
-    with pytest.raises(ValueError, match=r"EasyCache with guidance .* Use LazyCache .* or cfg 1"):
-        sample(model, inputs, 10)
-    assert steps == []
+def test_easycache_with_guidance_never_skipping_equals_uncached(golden_model, inputs):
+    """Positive and negative run as separate passes under EasyCache; with nothing skipped that is sampling
+    without a cache."""
+    calls = []
+    model = patched("EasyCache", golden_model, reuse_threshold=0.0, **CACHE)
+    hook = golden_model.model.diffusion_model.conv_in.register_forward_pre_hook(lambda module, a: calls.append(a[0].shape[0]))
+    try:
+        cached = sample(model, inputs, 10)
+    finally:
+        hook.remove()
+    assert relative_error(cached, sample(golden_model, inputs, 10)) <= 1e-5
+    frames = inputs[2]["samples"].shape[2] + 1
+    assert calls == [frames] * 20  # one video's frames per call: positive, then negative, each step
+
+
+def test_easycache_with_guidance_keeps_each_pass_to_its_own_cache(golden_model, inputs):
+    """With the negative prompt the same as the positive, guidance at any cfg is the positive pass alone: so
+    EasyCache at cfg 7.5 must give what it gives at cfg 1 (only the positive pass). ComfyUI 0.3.64's EasyCache
+    on a batched call adds both passes' cached changes to each, which doubles the change on skipped steps."""
+    positive, _, latent, first = inputs
+    same = (positive, positive, latent, first)
+    model = patched("EasyCache", golden_model, reuse_threshold=0.5, **CACHE)
+    guided = sample(model, same, 10)
+    alone = sample(model, same, 10, guider=without_guidance(model, same))
+    assert relative_error(guided, alone) <= 1e-5
+    assert relative_error(alone, sample(golden_model, same, 10, guider=without_guidance(golden_model, same))) > 1e-3
 
 
 def test_a_patch_that_makes_nan_is_named(golden_model, golden):

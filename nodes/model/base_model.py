@@ -35,7 +35,7 @@ from ..comfy_compat import (
 from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
-from .patches import ComfyPatchHooks, check_sampling_setup
+from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separately
 
 #: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
 FIRST_FRAME_KEY = "cinemo_first_frame"
@@ -89,6 +89,9 @@ class CinemoDiffusionModel(CinemoUNet3D):
 
     def forward(self, x, timesteps, context=None, control=None, transformer_options=None, **kwargs):
         transformer_options = {} if transformer_options is None else transformer_options
+        separately = run_passes_separately(self.forward, x, transformer_options, timesteps, context, control, **kwargs)
+        if separately is not None:  # core EasyCache on positive + negative: one pass per call (patches.py)
+            return separately
         return run_diffusion_model_wrappers(
             self._forward, self, transformer_options, x, timesteps, context, control, transformer_options, **kwargs
         )

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ...cinemo_core.model.layers.hooks import AttentionKind, Stage, UNetHooks
-from ..comfy_compat import SamplingSetup, defining_node
+from ..comfy_compat import SamplingSetup, defining_node, has_easycache_wrapper
 from .sag import adapt_self_attention_guidance
 
 #: ``transformer_options["patches"]`` kinds applied, with the call each gets.
@@ -73,6 +73,37 @@ def check_patches_are_supported(transformer_options: dict) -> None:
                 f"and transformers), not a DiT or another architecture. Remove the node that adds it. Supported: "
                 f"{', '.join(SUPPORTED_PATCHES)}, and attention replacements {', '.join(SUPPORTED_REPLACEMENTS)}."
             )
+
+
+def run_passes_separately(
+    forward: Callable, x: torch.Tensor, transformer_options: dict, *args: Any, **kwargs: Any
+) -> torch.Tensor | None:
+    """With core EasyCache on a batched model call (positive and negative as one batch), ``forward`` once per
+    pass, each with its own ``uuids`` and ``cond_or_uncond``; None when the call needs no split.
+
+    ComfyUI 0.3.64's EasyCache keeps a cached change per pass but adds every pass's change to the whole batch on
+    a skipped step; given one pass per call it adds each pass's own. Tensors batched like ``x`` in ``args`` and
+    ``kwargs`` are split with it.
+    """
+    uuids = list(transformer_options.get("uuids") or ())
+    passes = len(uuids)
+    if passes < 2 or x.shape[0] % passes or not has_easycache_wrapper(transformer_options):
+        return None
+    size = x.shape[0] // passes
+    cond_or_uncond = list(transformer_options.get("cond_or_uncond") or [None] * passes)
+
+    def part(value: Any, index: int) -> Any:
+        batched = isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == x.shape[0]
+        return value[index * size : (index + 1) * size] if batched else value
+
+    outputs = []
+    for index in range(passes):
+        options = dict(transformer_options, uuids=[uuids[index]], cond_or_uncond=[cond_or_uncond[index]])
+        outputs.append(forward(
+            part(x, index), *(part(a, index) for a in args), transformer_options=options,
+            **{key: part(value, index) for key, value in kwargs.items()},
+        ))
+    return torch.cat(outputs)
 
 
 class ComfyPatchHooks(UNetHooks):
@@ -266,13 +297,6 @@ def check_sampling_setup(setup: SamplingSetup) -> dict | None:
             "the first step compiles for 4.5 minutes, and the compiled steps were no faster than without it, "
             "because ComfyUI's CPU attention asks for free memory at each call, which splits the model into ~60 "
             "graphs), so the first step would seem to hang. Remove the TorchCompileModel node when running on the CPU."
-        )
-    if setup.easycache and setup.negative_pass:
-        raise ValueError(
-            "EasyCache with guidance (cfg other than 1): when the positive and negative passes run as one batch, "
-            "ComfyUI's EasyCache adds the cached change of both passes to each of them, so the skipped steps come "
-            "out wrong (measured on Cinemo: the video differs from the uncached one by more than its own size). "
-            "Use LazyCache (same settings) instead, or cfg 1."
         )
     check_patches_are_supported(setup.transformer_options)
     return adapt_self_attention_guidance(setup.model_options)

@@ -169,6 +169,9 @@ class SamplingSetup:
     easycache: bool  # core EasyCache wraps the diffusion model
     negative_pass: bool  # the negative (uncond) conditioning runs too: cfg is not 1, or a node keeps it at 1
     model_options: dict  # the guider's, as they are (a check that adapts them returns a changed copy)
+    latent_shape: tuple  # the noise being sampled, [videos, C, frames, h, w] for Cinemo
+    window_frames: int | None  # frames per context window (``model_options["context_handler"]``), or None
+    memory_required: Callable  # the model's ``memory_required(input_shape)``: bytes of one step's activations
 
 
 def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], dict | None]) -> None:
@@ -177,7 +180,8 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
     (``sampler_cfg_function``, ``sampler_pre_cfg_function``, ``sampler_post_cfg_function``,
     ``sampler_calc_cond_batch_function``, ``transformer_options``, and the settings ``set_torch_compile_wrapper``
     keeps under ``TORCH_COMPILE_KWARGS``), ``conds``, ``cfg`` and ``model_patcher`` (``get_all_wrappers``).
-    When ``check`` returns model options, the run uses them (``CFGGuider.outer_sample`` reads
+    ``args[0]`` of ``outer_sample`` is the noise (its shape is the latent's). When ``check`` returns model
+    options, the run uses them (``CFGGuider.outer_sample`` reads
     ``self.model_options``); the guider's own are put back afterwards."""
 
     def wrapper(executor, *args, **kwargs):
@@ -196,6 +200,9 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
             negative_pass=not math.isclose(getattr(guider, "cfg", 1.0), 1.0)
             or bool(options.get("disable_cfg1_optimization", False)),
             model_options=options,
+            latent_shape=tuple(args[0].shape) if args and isinstance(args[0], torch.Tensor) else (),
+            window_frames=getattr(options.get("context_handler"), "context_length", None),
+            memory_required=guider.model_patcher.model.memory_required,
         ))
         if adapted is None:
             return executor(*args, **kwargs)
@@ -206,6 +213,12 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
             guider.model_options = options
 
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, wrapper)
+
+
+def activation_memory_budget(device: torch.device) -> int:
+    """Bytes a device can give to one step's activations at best, with every weight offloaded:
+    ``get_total_memory(device)`` less ComfyUI's ``extra_reserved_memory()``."""
+    return int(comfy.model_management.get_total_memory(device)) - int(comfy.model_management.extra_reserved_memory())
 
 
 def closure_values(function: Any) -> dict[str, Any]:

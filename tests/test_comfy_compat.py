@@ -226,6 +226,18 @@ def test_add_sampling_check(compat, golden_model, golden):
     assert plain.transformer_options["patches"]["attn1_patch"] == [post_cfg]
     assert not plain.flow_prediction and flow.flow_prediction
     assert not plain.compiled and compiled.compiled and compiled.device == golden_model.load_device
+    assert plain.latent_shape == tuple(latent["samples"].shape) and plain.window_frames is None
+    assert plain.memory_required(list(plain.latent_shape)) == golden_model.model.memory_required(
+        list(plain.latent_shape))
+
+
+def test_activation_memory_budget(compat):
+    import comfy.model_management
+
+    device = torch.device("cpu")
+    budget = compat.activation_memory_budget(device)
+    assert budget == comfy.model_management.get_total_memory(device) - comfy.model_management.extra_reserved_memory()
+    assert budget > 0
 
 
 def test_add_sampling_check_runs_with_the_options_it_returns(compat, golden_model, golden):

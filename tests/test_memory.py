@@ -91,3 +91,28 @@ def test_tracker_counts_live_bytes_by_hand(device):
         del b, c, d
     assert tracker.peak == 8000
     assert tracker.current == 0
+
+
+def test_a_step_that_cannot_fit_is_refused_with_the_estimate_and_what_to_change():
+    from cinemo_core.model.memory import StepTooLargeError, check_step_fits
+
+    config = CinemoUNetConfig.official()
+
+    def need(frames, height, width):
+        return step_memory_bytes(config, 1, frames, height, width, torch.float16)
+
+    full = need(63, 80, 128)  # 64 frames at 1024x640 pixels
+    assert full > 3 * need(15, 80, 128)  # windows of 16 frames need about a quarter of it
+    check_step_fits(need, 63, 80, 128, budget=full)  # exactly enough
+    with pytest.raises(StepTooLargeError) as caught:
+        check_step_fits(need, 63, 80, 128, budget=full // 2, device="cuda:0")
+    message = str(caught.value)
+    assert message.startswith(f"This run cannot fit on cuda:0: one denoising step needs about {full / 2**30:.1f} GiB")
+    assert "1 video x 64 frames at 1024x640 pixels" in message and f"{full / 2**31:.1f} GiB for them at most" in message
+    assert f"16-frame windows (about {need(15, 80, 128) / 2**30:.1f} GiB a step)" in message
+    assert f"half the width and height (512x320: about {need(63, 40, 64) / 2**30:.1f} GiB)" in message
+    assert "fp8" in message
+    # already in windows: the window is what must fit, and shorter windows are the advice
+    check_step_fits(need, 63, 80, 128, budget=need(15, 80, 128), window_frames=15)
+    with pytest.raises(StepTooLargeError, match="in windows of 16 frames.*shorter windows"):
+        check_step_fits(need, 63, 80, 128, budget=need(15, 80, 128) - 1, window_frames=15)

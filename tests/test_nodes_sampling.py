@@ -280,3 +280,36 @@ def test_last_frame_is_the_last_frame_latent_exactly(comfyui, golden):
     assert relative_error(last["samples"], golden["video_latents"][:, :, -1] / SCALE) <= 1e-6
     with pytest.raises(ValueError, match="residual: the sampled motion residual contains NaN"):
         call_node("CinemoLastFrame", residual={"samples": residual["samples"] * float("nan")}, first_frame=first_frame)
+
+
+def test_a_run_that_cannot_fit_is_refused_before_the_first_step(golden_model, golden_inputs, monkeypatch):
+    """With an injected small budget the Cinemo Sampler refuses before any UNet call, with the estimate and
+    what to change; in context windows only the window has to fit."""
+    from comfy_models import pack_module
+
+    patches = pack_module("nodes.model.patches")
+    positive, negative, latent, first_frame = golden_inputs
+    videos, channels, frames, height, width = latent["samples"].shape
+    one_pass = golden_model.model.memory_required([videos, channels, frames, height, width])
+    window = golden_model.model.memory_required([videos, channels, 3, height, width])
+    assert window < one_pass
+    monkeypatch.setattr(patches, "activation_memory_budget", lambda device: one_pass - 1)
+    calls = []
+    hook = golden_model.model.diffusion_model.conv_in.register_forward_pre_hook(lambda *_: calls.append(1))
+    settings = dict(positive=positive, negative=negative, latent_image=latent, first_frame=first_frame, seed=0,
+                    steps=2, cfg=7.5, sampler_name="ddim", scheduler="cinemo_ddim", dct_init=True, low_pass=0.23,
+                    noise_timestep=975)
+    try:
+        with pytest.raises(ValueError, match=r"^This run cannot fit on cpu: one denoising step needs about") as caught:
+            call_node("CinemoSampler", model=golden_model, **settings)
+        assert calls == []
+        message = str(caught.value)
+        assert f"1 video x {frames + 1} frames at {width * 8}x{height * 8} pixels" in message
+        assert "half the width and height" in message and "fewer frames" in message
+        (windowed,) = call_node("CinemoContextWindows", model=golden_model, window_frames=4, overlap=1,
+                                schedule="standard_static", fuse_method="pyramid")
+        monkeypatch.setattr(patches, "activation_memory_budget", lambda device: window)
+        (out,) = call_node("CinemoSampler", model=windowed, **settings)
+        assert torch.isfinite(out["samples"]).all() and calls
+    finally:
+        hook.remove()

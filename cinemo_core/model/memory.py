@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import weakref
 from functools import lru_cache
+from typing import Callable
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -143,3 +144,63 @@ def _traced_peak(
         motion_ids = torch.empty(batch, dtype=dtype, device=meta)
         model(x, timesteps, context, base_content=base, motion_ids=motion_ids)
     return int(math.ceil(tracker.peak))
+
+
+#: Frames per context window to suggest when a clip does not fit (the trained length, the first included).
+SUGGESTED_WINDOW_FRAMES = 16
+_GIB = 1024**3
+
+
+class StepTooLargeError(ValueError):
+    """One denoising step needs more memory than the device has; the message says what to change."""
+
+
+def check_step_fits(
+    need: Callable[[int, int, int], int],
+    residual_frames: int,
+    height: int,
+    width: int,
+    budget: int,
+    *,
+    videos: int = 1,
+    window_frames: int | None = None,
+    device: str = "the device",
+) -> None:
+    """Refuse, before the first step, a step whose activations exceed what ``device`` has at all.
+
+    Args:
+        need: bytes of one pass ``need(residual_frames, height, width)`` (e.g. :func:`step_memory_bytes` for
+            the host's batch and dtype).
+        residual_frames, height, width: the sampled latent's frames and size.
+        budget: bytes the device can give to activations in the best case (all weights offloaded).
+        videos: videos in the batch (for the message).
+        window_frames: residual frames per context window, when sampling in windows.
+        device: the device's name, for the message.
+
+    Raises:
+        StepTooLargeError: naming the estimate, the budget, and the estimates of smaller settings.
+    """
+    frames = min(window_frames, residual_frames) if window_frames else residual_frames
+    required = need(frames, height, width)
+    if required <= budget:
+        return
+    clip = f"{videos} video{'s' if videos != 1 else ''} x {residual_frames + 1} frames at {width * 8}x{height * 8} pixels"
+    if window_frames:
+        clip += f" in windows of {frames + 1} frames"
+    options = []
+    window = SUGGESTED_WINDOW_FRAMES - 1
+    if frames > window:
+        options.append(
+            f"Cinemo Context Windows with {SUGGESTED_WINDOW_FRAMES}-frame windows (about "
+            f"{need(window, height, width) / _GIB:.1f} GiB a step)"
+        )
+    half = (max(1, height // 2), max(1, width // 2))
+    options.append(f"half the width and height ({half[1] * 8}x{half[0] * 8}: about "
+                   f"{need(frames, *half) / _GIB:.1f} GiB)")
+    options.append("fewer frames" if not window_frames else "shorter windows")
+    raise StepTooLargeError(
+        f"This run cannot fit on {device}: one denoising step needs about {required / _GIB:.1f} GiB for the UNet's "
+        f"activations ({clip}), but {device} has {budget / _GIB:.1f} GiB for them at most. Change one of: "
+        f"{'; '.join(options)}. fp8 weights (Cinemo Model Loader's weight_dtype) save the weights' memory only, "
+        "not this."
+    )

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ...cinemo_core.model.layers.hooks import AttentionKind, Stage, UNetHooks
-from ..comfy_compat import SamplingSetup, defining_node, has_easycache_wrapper
+from ...cinemo_core.model.memory import check_step_fits
+from ..comfy_compat import SamplingSetup, activation_memory_budget, defining_node, has_easycache_wrapper
 from .sag import adapt_self_attention_guidance
 
 #: ``transformer_options["patches"]`` kinds applied, with the call each gets.
@@ -299,4 +300,18 @@ def check_sampling_setup(setup: SamplingSetup) -> dict | None:
             "graphs), so the first step would seem to hang. Remove the TorchCompileModel node when running on the CPU."
         )
     check_patches_are_supported(setup.transformer_options)
+    check_memory(setup)
     return adapt_self_attention_guidance(setup.model_options)
+
+
+def check_memory(setup: SamplingSetup) -> None:
+    """Refuse a run whose single pass (one conditioning, the whole batch of videos) cannot fit on the device
+    even with every weight offloaded, with the estimate and what to change (``StepTooLargeError``)."""
+    if len(setup.latent_shape) != 5:
+        return
+    videos, channels, frames, height, width = setup.latent_shape
+    check_step_fits(
+        lambda f, h, w: setup.memory_required([videos, channels, f, h, w]), frames, height, width,
+        activation_memory_budget(setup.device), videos=videos, window_frames=setup.window_frames,
+        device=str(setup.device),
+    )

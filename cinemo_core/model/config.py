@@ -8,8 +8,30 @@ field is called what it is, ``num_attention_heads``, and ``from_diffusers_config
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+#: Sane bounds of the integer settings: far beyond any Cinemo UNet, but small enough that a config with an
+#: absurd value fails here rather than building a model of billions of layers or channels.
+INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "in_channels": (1, 64),
+    "out_channels": (1, 64),
+    "layers_per_block": (1, 16),
+    "transformer_layers_per_block": (1, 16),
+    "num_attention_heads": (1, 256),
+    "cross_attention_dim": (1, 16384),
+    "norm_num_groups": (1, 1024),
+    "downsample_padding": (0, 4),
+    "freq_shift": (-(10**6), 10**6),
+    "addition_time_embed_dim": (2, 16384),
+    "rotary_dim": (2, 1024),
+    "relative_position_buckets": (1, 4096),
+    "relative_position_max_distance": (1, 4096),
+}
+MAX_LEVELS = 8
+MAX_BLOCK_CHANNELS = 16384
+POSITIVE_FLOATS = ("norm_eps", "rotary_theta")
 
 CROSS_ATTN_DOWN = "CrossAttnDownBlock3D"
 PLAIN_DOWN = "DownBlock3D"
@@ -43,6 +65,7 @@ class CinemoUNetConfig:
     relative_position_max_distance: int = 32
 
     def __post_init__(self) -> None:
+        self._check_types()
         levels = len(self.block_out_channels)
         if len(self.down_block_types) != levels or len(self.up_block_types) != levels:
             raise ValueError(
@@ -63,6 +86,34 @@ class CinemoUNetConfig:
                     f"{channels} channels with {self.num_attention_heads} heads leaves heads smaller than the "
                     f"rotary dimension {self.rotary_dim}."
                 )
+
+    def _check_types(self) -> None:
+        """Each setting of the right type and within ``INT_BOUNDS``; ``ValueError`` naming the first that is not."""
+        for name, (low, high) in INT_BOUNDS.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}.")
+        for name in ("norm_eps", "mid_block_scale_factor", "rotary_theta"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                name in POSITIVE_FLOATS and value <= 0
+            ):
+                kind = "a positive" if name in POSITIVE_FLOATS else "a finite"
+                raise ValueError(f"{name} must be {kind} number, got {value!r}.")
+        if not isinstance(self.flip_sin_to_cos, bool):
+            raise ValueError(f"flip_sin_to_cos must be true or false, got {self.flip_sin_to_cos!r}.")
+        channels = self.block_out_channels
+        if not isinstance(channels, tuple) or not 1 <= len(channels) <= MAX_LEVELS or any(
+            isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= MAX_BLOCK_CHANNELS for c in channels
+        ):
+            raise ValueError(
+                f"block_out_channels must be a list of 1 to {MAX_LEVELS} integers from 1 to {MAX_BLOCK_CHANNELS}, "
+                f"got {channels!r}."
+            )
+        for name in ("down_block_types", "up_block_types"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a list of block names, got {value!r}.")
 
     @property
     def time_embed_dim(self) -> int:
@@ -87,6 +138,8 @@ class CinemoUNetConfig:
     @classmethod
     def from_diffusers_config(cls, config: Mapping[str, Any]) -> "CinemoUNetConfig":
         """Read a diffusers-style ``config.json`` as the official code writes it."""
+        if not isinstance(config, Mapping):
+            raise ValueError(f"the config must be a JSON object of settings, got a {type(config).__name__}.")
         if config.get("addition_embed_type", "motion_ids") != "motion_ids":
             raise ValueError(
                 f"addition_embed_type is {config.get('addition_embed_type')!r}; a Cinemo UNet uses 'motion_ids'."
@@ -129,9 +182,9 @@ class CinemoUNetConfig:
         return cls(
             in_channels=config.get("in_channels", defaults.in_channels),
             out_channels=config.get("out_channels", defaults.out_channels),
-            block_out_channels=tuple(config.get("block_out_channels", defaults.block_out_channels)),
-            down_block_types=tuple(config.get("down_block_types", defaults.down_block_types)),
-            up_block_types=tuple(config.get("up_block_types", defaults.up_block_types)),
+            block_out_channels=_as_tuple(config.get("block_out_channels", defaults.block_out_channels)),
+            down_block_types=_as_tuple(config.get("down_block_types", defaults.down_block_types)),
+            up_block_types=_as_tuple(config.get("up_block_types", defaults.up_block_types)),
             layers_per_block=layers,
             transformer_layers_per_block=transformer_layers,
             num_attention_heads=heads,
@@ -170,3 +223,8 @@ class CinemoUNetConfig:
 
     def replace(self, **changes: Any) -> "CinemoUNetConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _as_tuple(value: Any) -> Any:
+    """A JSON list as a tuple; anything else as it is, for ``_check_types`` to name."""
+    return tuple(value) if isinstance(value, (list, tuple)) else value

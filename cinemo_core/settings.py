@@ -29,3 +29,12 @@ DEFAULT_TRANSFER_GUIDANCE = 1.0
 CONTEXT_WINDOW_OVERLAP = 4
 CONTEXT_WINDOW_SCHEDULE = "standard_uniform"
 CONTEXT_WINDOW_FUSE = "relative"
+
+
+class SettingError(ValueError):
+    """A setting outside its rule. ``setting`` is its field name in ``AnimationSettings`` (``"num_frames"``,
+    ``"seed"``, ...), so that each host can name it its own way (a CLI flag, a node input)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting

@@ -380,3 +380,33 @@ def test_help_lists_the_options(capsys):
                  "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop",
                  "--compile"):
         assert flag in text
+
+
+@pytest.mark.parametrize("command", ["animate"])
+def test_every_setting_has_a_flag_of_its_command(command):
+    """A settings error names its setting (SettingError.setting); the CLI turns it into a flag of the command."""
+    import dataclasses
+
+    from cinemo_core.app.cli import animate, transfer
+    from cinemo_core.app.pipeline import AnimationSettings
+    from cinemo_core.app.transfer import TransferSettings
+
+    module, settings, flags = {
+        "animate": (animate, AnimationSettings, animate.ANIMATION_FLAGS),
+        "transfer": (transfer, TransferSettings, transfer.TRANSFER_FLAGS),
+    }[command]
+    options = {option for action in module.build_parser()._actions for option in action.option_strings}
+    fields = {field.name for field in dataclasses.fields(settings)}
+    assert sorted(fields - set(flags)) == []
+    assert sorted(flag for setting, flag in flags.items() if setting in fields and flag not in options) == []
+
+
+def test_settings_errors_name_their_setting():
+    from cinemo_core.app.pipeline import AnimationSettings
+    from cinemo_core.settings import SettingError
+
+    for changes, setting in (({"width": 100}, "width"), ({"motion_id": float("nan")}, "motion_id"),
+                             ({"seed": -1}, "seed"), ({"guidance_scale": -1.0}, "guidance_scale")):
+        with pytest.raises(SettingError) as error:
+            AnimationSettings(**changes).validate()
+        assert error.value.setting == setting

@@ -45,6 +45,7 @@ from ..settings import (
     MAX_STEPS,
     MIN_SIDE,
     TRAINED_FRAMES,
+    SettingError,
 )
 from ..sampling.loop import default_ramp
 from ..sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
@@ -101,51 +102,63 @@ class AnimationSettings:
         return cls.__dataclass_fields__[name].default
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
+        """Raise :class:`SettingError` naming the first bad setting, what is allowed and what to do."""
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
+                raise SettingError(name, f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
         if self.motion_id is None:
             if not _is_int(self.intensity) or not MIN_INTENSITY <= self.intensity <= MAX_INTENSITY:
-                raise ValueError(
+                raise SettingError(
+                    "intensity",
                     f"intensity must be an integer from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} "
-                    f"(most motion), got {self.intensity!r}."
+                    f"(most motion), got {self.intensity!r}.",
                 )
         else:
-            raw_motion_id(self.motion_id)
+            try:
+                raw_motion_id(self.motion_id)
+            except ValueError as error:
+                raise SettingError("motion_id", str(error)) from None
         if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
+            raise SettingError(
+                "steps", f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}."
+            )
         if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
                 or self.guidance_scale < 0:
-            raise ValueError(
+            raise SettingError(
+                "guidance_scale",
                 f"guidance scale (cfg) must be a number >= 0 (official {self._official('guidance_scale'):g}), "
-                f"got {self.guidance_scale!r}."
+                f"got {self.guidance_scale!r}.",
             )
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
+            raise SettingError("seed", f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
         if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
-            raise ValueError(
+            raise SettingError(
+                "num_frames",
                 f"frames must be an integer from 2 to {MAX_FRAMES} (the input image plus at least one generated "
-                f"frame; the model was trained on {TRAINED_FRAMES}), got {self.num_frames!r}."
+                f"frame; the model was trained on {TRAINED_FRAMES}), got {self.num_frames!r}.",
             )
         for name, value in (("width", self.width), ("height", self.height)):
             if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-                raise ValueError(
+                raise SettingError(
+                    name,
                     f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
-                    f"blocks; the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
+                    f"blocks; the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}.",
                 )
         if self.init not in INIT_MODES:
-            raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
+            raise SettingError("init", f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
         if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
-            raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
+            raise SettingError(
+                "dct_low_pass", f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}."
+            )
         if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
             official = self._official("dct_noise_timestep")
-            raise ValueError(
+            raise SettingError(
+                "dct_noise_timestep",
                 f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
-                f"got {self.dct_noise_timestep!r}."
+                f"got {self.dct_noise_timestep!r}.",
             )
         if not isinstance(self.loop, bool):
-            raise ValueError(f"loop must be True or False, got {self.loop!r}.")
+            raise SettingError("loop", f"loop must be True or False, got {self.loop!r}.")
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is

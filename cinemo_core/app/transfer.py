@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
-from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE, SettingError
 from ..sampling.inversion import edit_init_latents, invert_residual
 from .pipeline import AnimationSettings, ProgressFn, _is_int, new_seed
 from ..preprocess import check_size, fit_image, load_image
@@ -62,22 +62,24 @@ class TransferSettings(AnimationSettings):
     dct_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
+        """Raise :class:`SettingError` naming the first bad setting."""
         if self.init not in TRANSFER_INIT_MODES:
-            raise ValueError(
-                f"init must be one of {', '.join(TRANSFER_INIT_MODES)} for motion transfer, got {self.init!r}."
+            raise SettingError(
+                "init", f"init must be one of {', '.join(TRANSFER_INIT_MODES)} for motion transfer, got {self.init!r}."
             )
         super().validate()
         if not isinstance(self.source_prompt, str):
-            raise ValueError(f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
+            raise SettingError("source_prompt", f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
         scale = self.inversion_guidance_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale < 0:
-            raise ValueError(
+            raise SettingError(
+                "inversion_guidance_scale",
                 f"inversion guidance scale must be a number >= 0 (official {DEFAULT_TRANSFER_GUIDANCE:g}), "
                 f"got {scale!r}."
             )
         if not _is_int(self.frame_step) or self.frame_step < 1:
-            raise ValueError(
+            raise SettingError(
+                "frame_step",
                 f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}."
             )
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
+    SETTING_FLAGS,
     SamplingDefaults,
     add_model_options,
     add_output_options,
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     import torch
 
     from ..pipeline import AnimationSettings
+
+ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop"}
+
 
 def animation_defaults() -> SamplingDefaults:
     """The sampling options' defaults and help of animation (the official sampler's)."""
@@ -77,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from(args: argparse.Namespace) -> AnimationSettings:
     from ..pipeline import AnimationSettings
 
-    return validated(AnimationSettings(**shared_settings(args), loop=args.loop))
+    return validated(AnimationSettings(**shared_settings(args), loop=args.loop), ANIMATION_FLAGS)
 
 
 def check_inputs(

@@ -149,25 +149,31 @@ def shared_settings(args: argparse.Namespace) -> dict:
     )
 
 
-def validated(settings):
+#: The flag of each setting the shared groups set (``SettingError.setting`` -> flag); commands add their own.
+SETTING_FLAGS = {
+    "prompt": "--prompt", "negative_prompt": "--negative-prompt", "intensity": "--intensity",
+    "motion_id": "--motion-id", "steps": "--steps", "guidance_scale": "--cfg", "seed": "--seed",
+    "num_frames": "--frames", "width": "--size", "height": "--size", "init": "--init",
+    "dct_low_pass": "--dct-low-pass", "dct_noise_timestep": "--dct-noise-timestep",
+}
+
+
+def validated(settings, flags: dict[str, str] = SETTING_FLAGS):
+    """``settings`` once its ``validate()`` passes; a :class:`SettingError` becomes a usage error naming the flag
+    of its setting (``flags``: setting -> flag)."""
+    from ...settings import SettingError
+
     try:
         settings.validate()
-    except ValueError as error:
-        raise UsageError(flag_names(str(error))) from None
+    except SettingError as error:
+        raise UsageError(flag_message(error, flags)) from None
     return settings
 
 
-def flag_names(message: str) -> str:
-    """Name the command-line flag in a settings error."""
-    for word, flag in (
-        ("intensity", "--intensity"), ("steps", "--steps"), ("guidance scale", "--cfg"), ("seed", "--seed"),
-        ("frames", "--frames"), ("width", "--size"), ("height", "--size"), ("DCT low-pass", "--dct-low-pass"),
-        ("DCT noise timestep", "--dct-noise-timestep"), ("raw motion id", "--motion-id"),
-        ("inversion guidance scale", "--inversion-cfg"), ("frame step", "--frame-step"),
-    ):
-        if message.startswith(word) or message.startswith(f"A {word}"):
-            return f"{flag}: {message}"
-    return message
+def flag_message(error, flags: dict[str, str] = SETTING_FLAGS) -> str:
+    """A :class:`SettingError`'s message behind the flag of its setting (as is when no flag sets it)."""
+    flag = flags.get(error.setting)
+    return f"{flag}: {error}" if flag else str(error)
 
 
 def check_model_choice(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
+    SETTING_FLAGS,
     SamplingDefaults,
     add_model_options,
     add_output_options,
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
 
 NAME = "transfer"
 SUMMARY = "motion transfer (animate an edited frame with a video's motion)"
+TRANSFER_FLAGS = {
+    **SETTING_FLAGS, "source_prompt": "--source-prompt", "inversion_guidance_scale": "--inversion-cfg",
+    "frame_step": "--frame-step",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +92,7 @@ def settings_from(args: argparse.Namespace) -> TransferSettings:
         source_prompt=args.source_prompt,
         inversion_guidance_scale=args.inversion_cfg,
         frame_step=args.frame_step,
-    ))
+    ), TRANSFER_FLAGS)
 
 
 def read_source_clip(args: argparse.Namespace, settings: TransferSettings) -> tuple[torch.Tensor, float]:

@@ -382,7 +382,7 @@ def test_help_lists_the_options(capsys):
         assert flag in text
 
 
-@pytest.mark.parametrize("command", ["animate"])
+@pytest.mark.parametrize("command", ["animate", "transfer"])
 def test_every_setting_has_a_flag_of_its_command(command):
     """A settings error names its setting (SettingError.setting); the CLI turns it into a flag of the command."""
     import dataclasses

@@ -94,6 +94,8 @@ def test_model_folder_gives_the_same_video_as_the_demo(clip, image, out_dir, tmp
     ("args", "expected"),
     [
         (["--frames", "10"], ["--video", "has 9 frames, but 10 frames were asked for"]),
+        (["--frames", "17"], ["--frames", "at most 16 frames", "one pass"]),
+        (["--loop"], ["unrecognized arguments: --loop"]),
         (["--frames", "4", "--frame-step", "3"], ["has 9 frames, but 4 frames", "frame step of 3"]),
         (["--frame-step", "0"], ["--frame-step", "positive integer"]),
         (["--inversion-cfg", "-1"], ["--inversion-cfg", ">= 0"]),

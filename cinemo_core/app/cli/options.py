@@ -35,6 +35,7 @@ class SamplingDefaults:
     init_help: str
     dct_noise_timestep: int
     dct_help: str
+    frames_help: str = "more than 16 are sampled in overlapping windows of 16"
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
@@ -105,8 +106,8 @@ def add_sampling_options(parser: argparse.ArgumentParser, mode: SamplingDefaults
     group.add_argument("--cfg", type=float, default=mode.guidance, help=mode.guidance_help)
     group.add_argument("--seed", type=int, default=None, help="random seed (default: random, printed)")
     group.add_argument("--frames", type=int, default=DEFAULT_FRAMES,
-                       help=f"frames in the video, the first frame included (default {DEFAULT_FRAMES}; more than "
-                       "16 are sampled in overlapping windows of 16)")
+                       help=f"frames in the video, the first frame included (default {DEFAULT_FRAMES}; "
+                       f"{mode.frames_help})")
     group.add_argument("--size", type=parse_size, default=None, metavar="WxH",
                        help=f"output size, multiples of 8 (default {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
                        f"{DEMO_SIZE[0]}x{DEMO_SIZE[1]} with --demo)")

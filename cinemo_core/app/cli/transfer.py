@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(official, default), plain = the inverted latents as they are",
         dct_noise_timestep=DEFAULT_EDIT_NOISE_TIMESTEP,
         dct_help="DCT mix: timestep the edited frame is noised to (the official editing script's 985)",
+        frames_help="at most 16: inversion and sampling run in one pass",
     ))
     group.add_argument("--source-prompt", default="", metavar="TEXT",
                        help="describes the source clip; conditions the inversion (default: empty)")

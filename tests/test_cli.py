@@ -80,7 +80,7 @@ def test_demo_runs_end_to_end_as_a_module(out_dir):
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height) == (5, 128, 64)
     assert info.fps == pytest.approx(10.0)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["demo.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["demo.mp4", "demo.mp4.json"]
 
 
 def test_demo_with_defaults_except_size_and_steps(out_dir, capsys):
@@ -179,6 +179,26 @@ def test_long_looping_video_uses_windows_and_the_loop(image, out_dir, capsys, mo
     assert seen == {"frames": 20, "windows": pipeline.LONG_VIDEO_WINDOWS, "loop_ramp": 5}
     assert "overlapping windows" in capsys.readouterr().err
     assert probe_video(out).num_frames == 21
+
+
+def test_sidecar_holds_the_seed_and_settings_and_remakes_the_clip(image, out_dir):
+    """A random seed is recorded; the sidecar's settings given back as flags make the same frames."""
+    import json
+
+    assert run_cli([image, "--demo", "--out", out_dir / "a.gif", *TINY, "--intensity", "4", "--quiet"]) == 0
+    record = json.loads((out_dir / "a.gif.json").read_text())
+    settings = record["settings"]
+    assert isinstance(record["seed"], int) and settings["seed"] == record["seed"]
+    assert record["request"]["settings"]["seed"] is None and record["request"]["image"]["path"] == str(image)
+    assert (settings["intensity"], settings["num_frames"], settings["steps"]) == (4, 3, 1)
+    assert record["request"]["model"]["demo"] is True and record["cinemo_animate"]
+    again = [image, "--demo", "--out", out_dir / "b.gif", "--quiet", "--no-sidecar",
+             "--seed", settings["seed"], "--intensity", settings["intensity"], "--frames", settings["num_frames"],
+             "--steps", settings["steps"], "--size", f"{settings['width']}x{settings['height']}",
+             "--cfg", settings["guidance_scale"], "--init", settings["init"]]
+    assert run_cli(again) == 0
+    assert not (out_dir / "b.gif.json").exists()
+    assert np.array_equal(read_video(out_dir / "a.gif")[0], read_video(out_dir / "b.gif")[0])
 
 
 def test_existing_output_is_replaced(image, out_dir):
@@ -377,7 +397,7 @@ def test_help_lists_the_options(capsys):
     assert run_cli(["--help"]) == 0
     text = capsys.readouterr().out
     for flag in ("--demo", "--model", "--intensity", "--cfg", "--frames", "--size", "--no-dct", "--dct-low-pass",
-                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop",
+                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop", "--no-sidecar",
                  "--compile"):
         assert flag in text
 

@@ -63,7 +63,7 @@ def test_demo_runs_end_to_end_as_a_module(out_dir):
     assert str(out) in completed.stdout
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (5, 128, 64, 8.0)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["transfer.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["transfer.mp4", "transfer.mp4.json"]
 
 
 def test_clip_and_image_with_a_frame_step(clip, image, out_dir, capsys):
@@ -172,7 +172,7 @@ def test_help_lists_the_options(capsys):
     for flag in ("--video", "--image", "--source-prompt", "--prompt", "--negative-prompt", "--inversion-cfg",
                  "--frame-step", "--demo", "--model", "--intensity", "--motion-id", "--steps", "--cfg", "--seed",
                  "--frames", "--size", "--no-dct", "--dct-low-pass", "--dct-noise-timestep", "--vae", "--device",
-                 "--dtype", "--fps", "--quiet"):
+                 "--dtype", "--fps", "--quiet", "--no-sidecar"):
         assert flag in text
     assert "default 985" in text
     assert cli.main(["--help"]) == 0

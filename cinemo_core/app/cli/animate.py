@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .clip import Clip, make_clip, wrote_line
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
     SETTING_FLAGS,
@@ -99,38 +100,47 @@ def check_inputs(
     return settings, out, fps, image, device, dtype
 
 
+def request_of(args: argparse.Namespace, settings: AnimationSettings, fps: float, device: torch.device,
+               dtype: torch.dtype) -> dict:
+    """What the sidecar records as asked for one animation."""
+    from ..sidecar import settings_record
+    from .clip import input_identity, model_identity
+
+    return {"command": "animate", "image": input_identity(args.image, "demo sample image"),
+            "settings": settings_record(settings), "fps": fps, "model": model_identity(args, device, dtype)}
+
+
+def animation_clip(image: torch.Tensor, settings: AnimationSettings, out: Path, fps: float,
+                   request: dict | None) -> Clip:
+    """The clip that animates ``image`` with ``settings`` into ``out``."""
+    from .. import pipeline
+
+    return Clip(render=lambda components, progress: pipeline.animate(components, image, settings, progress=progress),
+                stages=("Denoising",), steps=settings.steps, out=out, fps=fps, request=request)
+
+
+def demo_input(settings: AnimationSettings) -> torch.Tensor:
+    """The demo's sample image (and its prompt when none was given)."""
+    from ...preprocess import load_image
+    from ..demo import DEMO_PROMPT, SAMPLE_IMAGE
+
+    if not settings.prompt:
+        settings.prompt = DEMO_PROMPT
+    return load_image(SAMPLE_IMAGE)
+
+
 def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, image, device, dtype = check_inputs(args)
     say = sayer(args.quiet, stderr)
     say_settings(args, settings, stderr, say)
-
-    from tqdm.auto import tqdm
-
-    from ..pipeline import animate
-    from ..video_io import write_video
-
-    if args.demo and image is None:
-        from ...preprocess import load_image
-        from ..demo import DEMO_PROMPT, SAMPLE_IMAGE
-
-        image = load_image(SAMPLE_IMAGE)
-        if not settings.prompt:
-            settings.prompt = DEMO_PROMPT
+    if image is None:
+        image = demo_input(settings)
+    request = None if args.no_sidecar else request_of(args, settings, fps, device, dtype)
     components = load_components(args, device, dtype, stderr, say)
     if components is None:
         return EXIT_FAILURE
-
-    bar = tqdm(total=settings.steps, desc="Denoising", unit="step", file=stderr, disable=args.quiet, leave=False)
-
-    def progress(done: int, total: int) -> None:
-        bar.update(done - bar.n)
-
-    try:
-        result = animate(components, image, settings, progress=progress)
-    finally:
-        bar.close()
-    written = write_video(result.frames, out, fps=fps)
-    frames, height, width = result.frames.shape[:3]
+    result, written = make_clip(components, animation_clip(image, settings, out, fps, request), stderr=stderr,
+                                quiet=args.quiet)
     say(f"seed {result.seed}, motion id {result.motion_id:g}, {settings.init} init")
-    print(f"Wrote {written} ({frames} frames, {width}x{height}, {fps:g} fps)", file=stdout)
+    print(wrote_line(written, result, fps), file=stdout)
     return EXIT_OK

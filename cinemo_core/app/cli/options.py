@@ -39,7 +39,7 @@ class SamplingDefaults:
 
 
 def add_output_options(parser: argparse.ArgumentParser) -> None:
-    """--out FILE and --fps."""
+    """--out FILE, --fps and --no-sidecar."""
     from ..video_io import SUPPORTED_EXTENSIONS
 
     parser.add_argument(
@@ -47,6 +47,9 @@ def add_output_options(parser: argparse.ArgumentParser) -> None:
         help=f"the video to write; the format follows the extension ({', '.join(SUPPORTED_EXTENSIONS)})",
     )
     add_fps_option(parser)
+    parser.add_argument("--no-sidecar", action="store_true",
+                        help="do not write FILE.json beside the video (every setting, the seed used, the package "
+                        "version and the model, to make the same clip again)")
 
 
 def add_fps_option(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from .clip import Clip, make_clip, wrote_line
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
     SETTING_FLAGS,
@@ -153,6 +154,17 @@ def frame_rate_note(source_fps: float, frame_step: int) -> str | None:
     )
 
 
+def request_of(args: argparse.Namespace, settings: TransferSettings, fps: float, device: torch.device,
+               dtype: torch.dtype) -> dict:
+    """What the sidecar records as asked for one motion transfer."""
+    from ..sidecar import settings_record
+    from .clip import input_identity, model_identity
+
+    return {"command": NAME, "video": input_identity(args.video, "demo pan"),
+            "image": input_identity(args.image, "demo recolouring"), "settings": settings_record(settings),
+            "fps": fps, "model": model_identity(args, device, dtype)}
+
+
 def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     settings, out, fps, clip, source_fps, image, device, dtype = check_inputs(args)
     say = sayer(args.quiet, stderr)
@@ -160,12 +172,6 @@ def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     note = frame_rate_note(source_fps, settings.frame_step)
     if note:
         say(f"note: {note}")
-
-    from tqdm.auto import tqdm
-
-    from ..transfer import transfer_motion
-    from ..video_io import write_video
-
     if args.demo:
         from ..demo import DEMO_SOURCE_PROMPT, DEMO_TRANSFER_PROMPT, demo_edited_frame, demo_source_clip
 
@@ -175,24 +181,21 @@ def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
         if image is None:
             image = demo_edited_frame(clip[0])
             settings.prompt = settings.prompt or DEMO_TRANSFER_PROMPT
+    request = None if args.no_sidecar else request_of(args, settings, fps, device, dtype)
     components = load_components(args, device, dtype, stderr, say)
     if components is None:
         return EXIT_FAILURE
 
-    bar = tqdm(total=2 * settings.steps, desc="Inverting", unit="step", file=stderr, disable=args.quiet,
-               leave=False)
+    from .. import transfer
 
-    def progress(done: int, total: int) -> None:
-        if done > settings.steps:
-            bar.set_description("Denoising", refresh=False)
-        bar.update(done - bar.n)
+    def render(components, progress):
+        return transfer.transfer_motion(components, clip, image, settings, progress=progress)
 
-    try:
-        result = transfer_motion(components, clip, image, settings, progress=progress)
-    finally:
-        bar.close()
-    written = write_video(result.frames, out, fps=fps)
-    frames, height, width = result.frames.shape[:3]
+    result, written = make_clip(
+        components, Clip(render=render, stages=("Inverting", "Denoising"), steps=settings.steps, out=out, fps=fps,
+                         request=request),
+        stderr=stderr, quiet=args.quiet,
+    )
     say(f"seed {result.seed}, motion id {result.motion_id:g}, {settings.init} init, frame step {settings.frame_step}")
-    print(f"Wrote {written} ({frames} frames, {width}x{height}, {fps:g} fps)", file=stdout)
+    print(wrote_line(written, result, fps), file=stdout)
     return EXIT_OK

@@ -1,7 +1,7 @@
 """``cinemo-animate``: animate an image into a short video from the command line, or transfer a clip's motion.
 
 ``cinemo-animate IMAGE ...`` animates (:mod:`.animate`); a first argument naming a command runs it instead
-(``transfer``: :mod:`.transfer`; an image file of that name needs ``./transfer``). The commands compose the
+(``transfer``: :mod:`.transfer`, ``batch``: :mod:`.batch`; an image file of that name needs ``./transfer``). The commands compose the
 option groups of :mod:`.options`. Every argument and input file is checked before anything heavy loads, and
 the video is written to a temporary file renamed only when complete, so a bad or interrupted run leaves
 nothing behind. Nothing is downloaded without ``--download``.
@@ -16,7 +16,7 @@ import sys
 import warnings
 from typing import Sequence
 
-from . import transfer
+from . import batch, transfer
 from .animate import build_parser
 from .common import (
     DEFAULT_FPS,
@@ -34,7 +34,7 @@ from .common import (
 from . import animate
 
 #: The commands named by the first argument; anything else is an animation.
-COMMANDS = {transfer.NAME: transfer}
+COMMANDS = {transfer.NAME: transfer, batch.NAME: batch}
 TRANSFER_COMMAND = transfer.NAME
 build_transfer_parser = transfer.build_parser
 
@@ -67,7 +67,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: {error}", file=stderr)
             return EXIT_FAILURE
         except KeyboardInterrupt:
-            print(f"{PROG}: interrupted; no video was written to {args.out}.", file=stderr)
+            print(f"{PROG}: {(command or animate).interrupted_message(args)}", file=stderr)
             return EXIT_INTERRUPTED
         except (RuntimeError, OSError, ValueError) as error:
             print(f"{PROG}: error: {type(error).__name__}: {error}", file=stderr)

@@ -100,6 +100,10 @@ def check_inputs(
     return settings, out, fps, image, device, dtype
 
 
+def interrupted_message(args: argparse.Namespace) -> str:
+    return f"interrupted; no video was written to {args.out}."
+
+
 def request_of(args: argparse.Namespace, settings: AnimationSettings, fps: float, device: torch.device,
                dtype: torch.dtype) -> dict:
     """What the sidecar records as asked for one animation."""

@@ -154,6 +154,10 @@ def frame_rate_note(source_fps: float, frame_step: int) -> str | None:
     )
 
 
+def interrupted_message(args: argparse.Namespace) -> str:
+    return f"interrupted; no video was written to {args.out}."
+
+
 def request_of(args: argparse.Namespace, settings: TransferSettings, fps: float, device: torch.device,
                dtype: torch.dtype) -> dict:
     """What the sidecar records as asked for one motion transfer."""

@@ -68,6 +68,19 @@ def module_env() -> dict[str, str]:
     return env
 
 
+def read_until(process: subprocess.Popen, marker: bytes) -> bytes:
+    """The process's stderr up to ``marker`` (asserted to appear)."""
+    seen = b""
+    give_up = time.monotonic() + 240  # a safety net against hanging, not a timing check
+    while marker not in seen and time.monotonic() < give_up:
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert marker in seen, seen.decode(errors="replace")
+    return seen
+
+
 def test_demo_runs_end_to_end_as_a_module(out_dir):
     out = out_dir / "demo.mp4"
     completed = subprocess.run(
@@ -322,14 +335,7 @@ def test_terminated_run_leaves_no_video(out_dir):
          "--frames", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=module_env(),
     )
-    seen = b""
-    give_up = time.monotonic() + 240  # a safety net against hanging, not a timing check
-    while b"Denoising" not in seen and time.monotonic() < give_up:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    assert b"Denoising" in seen, seen.decode(errors="replace")
+    seen = read_until(process, b"Denoising")
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130

@@ -2,15 +2,13 @@
 (the offline demo model, tiny sizes)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
-from test_cli import module_env
+from test_cli import module_env, read_until
 
 from cinemo_core.app import cli
 from cinemo_core.app.cli.jobs import Shard, shard_from_environment
@@ -192,14 +190,7 @@ def test_a_job_killed_while_sampling_leaves_no_file_and_is_made_on_the_next_run(
     command = [sys.executable, "-m", "cinemo_core", "batch", str(manifest), "--demo", "--out-dir", str(out),
                "--size", "64x64", "--frames", "3", "--steps", "1"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=module_env())
-    seen = b""
-    give_up = time.monotonic() + 240  # a safety net against hanging, not a timing check
-    while b"Denoising" not in seen and time.monotonic() < give_up:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    assert b"Denoising" in seen, seen.decode(errors="replace")
+    seen = read_until(process, b"Denoising")
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, (seen + rest).decode(errors="replace")

@@ -60,13 +60,7 @@ def check_sampling_settings(settings: Any, *, init_modes: Sequence[str]) -> None
             f"steps must be an integer from 1 to {MAX_STEPS} (official {default_of(settings, 'steps')}), "
             f"got {settings.steps!r}.",
         )
-    scale = settings.guidance_scale
-    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
-        raise SettingError(
-            "guidance_scale",
-            f"guidance scale (cfg) must be a number >= 0 (official {default_of(settings, 'guidance_scale'):g}), "
-            f"got {scale!r}.",
-        )
+    check_guidance_scale(settings, "guidance_scale", "guidance scale (cfg)")
     if settings.seed is not None and (not is_int(settings.seed) or not 0 <= settings.seed <= MAX_SEED):
         raise SettingError("seed", f"seed must be an integer from 0 to {MAX_SEED}, got {settings.seed!r}.")
     if not is_int(settings.num_frames) or not 2 <= settings.num_frames <= MAX_FRAMES:
@@ -97,6 +91,15 @@ def check_sampling_settings(settings: Any, *, init_modes: Sequence[str]) -> None
             "dct_noise_timestep",
             f"DCT noise timestep must be an integer from 0 to 999 (official "
             f"{default_of(settings, 'dct_noise_timestep')}), got {settings.dct_noise_timestep!r}.",
+        )
+
+
+def check_guidance_scale(settings: Any, name: str, label: str) -> None:
+    """A text guidance scale: a finite number >= 0 (<= 1 turns guidance off)."""
+    scale = getattr(settings, name)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+        raise SettingError(
+            name, f"{label} must be a number >= 0 (official {default_of(settings, name):g}), got {scale!r}."
         )
 
 

@@ -38,7 +38,7 @@ from ..settings import (
     SettingError,
 )
 from .render import ClipResult, ProgressFn, Render, single_image
-from .settings_rules import check_sampling_settings, is_int, resolved_motion_id, size_note
+from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id, size_note
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
 TRANSFER_INIT_MODES = ("dct", "plain")
@@ -106,13 +106,7 @@ class TransferSettings:
         check_sampling_settings(self, init_modes=TRANSFER_INIT_MODES)
         if not isinstance(self.source_prompt, str):
             raise SettingError("source_prompt", f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
-        scale = self.inversion_guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale < 0:
-            raise SettingError(
-                "inversion_guidance_scale",
-                f"inversion guidance scale must be a number >= 0 (official {DEFAULT_TRANSFER_GUIDANCE:g}), "
-                f"got {scale!r}.",
-            )
+        check_guidance_scale(self, "inversion_guidance_scale", "inversion guidance scale")
         if not is_int(self.frame_step) or self.frame_step < 1:
             raise SettingError(
                 "frame_step",

@@ -178,6 +178,7 @@ def _device_of_local_rank(args: argparse.Namespace) -> None:
 def _pending(jobs: list[Job], fps: float, device: torch.device, dtype: torch.dtype) -> tuple[list, int]:
     """(job, fps, request) of each job to make, and how many were already made."""
     from ..sidecar import already_made
+    from ..video_io import check_fps as checked_fps
 
     pending, skipped = [], 0
     for job in jobs:
@@ -185,10 +186,10 @@ def _pending(jobs: list[Job], fps: float, device: torch.device, dtype: torch.dty
             pending.append((job, None, None))
             continue
         try:
-            job_fps = check_fps(job.args)
+            job_fps = checked_fps(job.args.fps)
             request = request_of(job.args, job.settings, job_fps, device, dtype)
-        except UsageError as error:
-            job.error = str(error).replace("--fps", "'fps'")
+        except ValueError as error:
+            job.error = f"'fps': {error}"
         except OSError as error:
             job.error = f"image: cannot read '{job.image}': {error.strerror or error}."
         if job.error:

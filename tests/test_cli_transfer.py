@@ -75,6 +75,13 @@ def test_clip_and_image_with_a_frame_step(clip, image, out_dir, capsys):
     assert "fps" not in err  # 24 fps stepped by 3 is Cinemo's 8 fps: no advice
     frames, _ = read_video(out)
     assert frames.shape == (3, 64, 64, 3)
+    import hashlib
+    import json
+
+    record = json.loads((out_dir / "edited.gif.json").read_text())
+    assert record["request"]["command"] == "transfer" and record["seed"] == 1
+    assert record["request"]["video"]["sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert (record["settings"]["frame_step"], record["settings"]["source_prompt"]) == (3, "a square")
     assert run_cli([*args[:-6], "--seed", "1", "--frame-step", "1", "--out", out_dir / "slow.gif"]) == 0
     assert "--frame-step 3 keeps the motion's speed" in capsys.readouterr().err
     assert not np.array_equal(read_video(out_dir / "slow.gif")[0], frames)

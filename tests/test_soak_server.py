@@ -118,5 +118,6 @@ def test_a_long_mixed_series_of_prompts(server, monkeypatch):
     last = server.rss_bytes()
     assert kinds["good"] >= WARM_UP and kinds["invalid"] and kinds["interrupted"], kinds
     early = rss_after[WARM_UP]
+    print(f"soak: {kinds}; RSS {early / 2**20:.0f} MiB after {WARM_UP} good runs, {last / 2**20:.0f} MiB after all")
     assert last <= 1.10 * early, f"RSS {early / 2**20:.0f} MiB after {WARM_UP} good runs, {last / 2**20:.0f} MiB after all"
     assert server.get("/queue") == {"queue_running": [], "queue_pending": []}

@@ -14,7 +14,7 @@ from .comfy_compat import (
     scheduler_names,
     scheduler_sigmas,
 )
-from .init_noise import CinemoNoise, dct_inputs, seed_input
+from .init_noise import MAX_SEED, CinemoNoise, dct_inputs, seed_input
 from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
 from .model.guards import require_cinemo_model
 from .scheduler import official_sigmas, steps_input
@@ -92,7 +92,8 @@ class CinemoSampler(io.ComfyNode):
             sigmas = scheduler_sigmas(model, steps, sampler_name, scheduler)
         samples = sample_with_guidance(
             model, positive, negative, cfg, noise.generate_noise({**latent_image, "samples": residual}), residual,
-            sampler_name, sigmas, seed, denoise_mask=latent_image.get("noise_mask"),
+            # ComfyUI seeds its samplers' own noise with seed + 1, which overflows torch's 64-bit seed at MAX_SEED
+            sampler_name, sigmas, seed % MAX_SEED, denoise_mask=latent_image.get("noise_mask"),
         )
         check_residual(samples, "residual (this node's output)")
         out = {key: value for key, value in latent_image.items() if key != "noise_mask"}

@@ -17,7 +17,6 @@ the official script, in the same order.
 
 from __future__ import annotations
 
-import math
 import os
 import secrets
 import warnings
@@ -40,25 +39,27 @@ from ..settings import (
     DEFAULT_INTENSITY,
     DEFAULT_STEPS,
     DEFAULT_WIDTH,
-    MAX_FRAMES,
-    MAX_SIDE,
-    MAX_STEPS,
-    MIN_SIDE,
+    MAX_SEED,
+    MIN_SEED,
     TRAINED_FRAMES,
+    SettingError,
+    check_dct_low_pass,
+    check_frames,
+    check_guidance,
+    check_intensity,
+    check_motion_id,
+    check_noise_timestep,
+    check_seed,
+    check_side,
+    check_steps,
 )
 from ..sampling.loop import default_ramp
-from ..sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
+from ..sampling.motion import intensity_to_motion_id, raw_motion_id
 from ..preprocess import check_size, fit_image, load_image
 from ..sampling.sampler import sample_residual
 from ..sampling.schedule import CinemoSchedule
 
-MAX_SEED = 2**63 - 1
-
 ProgressFn = Callable[[int, int], None]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -101,51 +102,28 @@ class AnimationSettings:
         return cls.__dataclass_fields__[name].default
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
+        """Raise :class:`SettingError` naming the first bad setting, what is allowed and what to do (the rules
+        are :mod:`cinemo_core.settings`' checkers, the ones the nodes use)."""
         for name in ("prompt", "negative_prompt"):
             if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
+                raise SettingError(name, f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
         if self.motion_id is None:
-            if not _is_int(self.intensity) or not MIN_INTENSITY <= self.intensity <= MAX_INTENSITY:
-                raise ValueError(
-                    f"intensity must be an integer from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} "
-                    f"(most motion), got {self.intensity!r}."
-                )
+            check_intensity(self.intensity)
         else:
-            raw_motion_id(self.motion_id)
-        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
-        if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
-                or self.guidance_scale < 0:
-            raise ValueError(
-                f"guidance scale (cfg) must be a number >= 0 (official {self._official('guidance_scale'):g}), "
-                f"got {self.guidance_scale!r}."
-            )
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
-        if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
-            raise ValueError(
-                f"frames must be an integer from 2 to {MAX_FRAMES} (the input image plus at least one generated "
-                f"frame; the model was trained on {TRAINED_FRAMES}), got {self.num_frames!r}."
-            )
-        for name, value in (("width", self.width), ("height", self.height)):
-            if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-                raise ValueError(
-                    f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
-                    f"blocks; the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
-                )
+            check_motion_id(self.motion_id)
+        check_steps(self.steps)
+        check_guidance(self.guidance_scale, official=self._official("guidance_scale"))
+        if self.seed is not None:
+            check_seed(self.seed)
+        check_frames(self.num_frames)
+        check_side("width", self.width)
+        check_side("height", self.height)
         if self.init not in INIT_MODES:
-            raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
-        if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
-            raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
-        if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
-            official = self._official("dct_noise_timestep")
-            raise ValueError(
-                f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
-                f"got {self.dct_noise_timestep!r}."
-            )
+            raise SettingError("init", f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
+        check_dct_low_pass(self.dct_low_pass)
+        check_noise_timestep(self.dct_noise_timestep, official=self._official("dct_noise_timestep"))
         if not isinstance(self.loop, bool):
-            raise ValueError(f"loop must be True or False, got {self.loop!r}.")
+            raise SettingError("loop", f"loop must be True or False, got {self.loop!r}.")
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is
@@ -180,7 +158,7 @@ class AnimationResult:
 
 def new_seed() -> int:
     """A fresh random seed (reported so the run can be repeated)."""
-    return secrets.randbelow(2**32)
+    return MIN_SEED + secrets.randbelow(MAX_SEED - MIN_SEED + 1)
 
 
 def _image_tensor(image: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
@@ -220,7 +198,7 @@ def animate(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # size advice is given once, by quality_warnings()
         check_size(settings.width, settings.height)
-        fitted = fit_image(pixels, settings.width, settings.height)
+    fitted = fit_image(pixels, settings.width, settings.height)  # warns when the crop drops most of the image
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
     base = encode_image(

@@ -22,9 +22,15 @@ import numpy as np
 import torch
 
 from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
-from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+from ..settings import (
+    DEFAULT_EDIT_LOW_PASS,
+    DEFAULT_EDIT_NOISE_TIMESTEP,
+    DEFAULT_TRANSFER_GUIDANCE,
+    check_frame_step,
+    check_guidance,
+)
 from ..sampling.inversion import edit_init_latents, invert_residual
-from .pipeline import AnimationSettings, ProgressFn, _is_int, new_seed
+from .pipeline import AnimationSettings, ProgressFn, new_seed
 from ..preprocess import check_size, fit_image, load_image
 from ..sampling.sampler import sample_residual, split_video_latents
 from ..sampling.schedule import CinemoSchedule
@@ -70,16 +76,8 @@ class TransferSettings(AnimationSettings):
         super().validate()
         if not isinstance(self.source_prompt, str):
             raise ValueError(f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
-        scale = self.inversion_guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale < 0:
-            raise ValueError(
-                f"inversion guidance scale must be a number >= 0 (official {DEFAULT_TRANSFER_GUIDANCE:g}), "
-                f"got {scale!r}."
-            )
-        if not _is_int(self.frame_step) or self.frame_step < 1:
-            raise ValueError(
-                f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}."
-            )
+        check_guidance(self.inversion_guidance_scale, "inversion_guidance_scale", official=DEFAULT_TRANSFER_GUIDANCE)
+        check_frame_step(self.frame_step)
 
     @property
     def source_frames_needed(self) -> int:

@@ -154,10 +154,12 @@ def check_steps(value: object) -> int:
     return int(value)
 
 
-def check_guidance(value: object, setting: str = "guidance_scale", *, official: float = DEFAULT_GUIDANCE) -> float:
+def check_guidance(
+    value: object, setting: str = "guidance_scale", *, official: float = DEFAULT_GUIDANCE, label: str | None = None
+) -> float:
     """A classifier-free guidance scale >= 0 (<= 1 disables guidance). ``setting`` names which one."""
     if not _is_number(value) or value < MIN_GUIDANCE:
-        words = "inversion guidance scale" if setting == "inversion_guidance_scale" else "guidance scale (cfg)"
+        words = label or ("inversion guidance scale" if setting == "inversion_guidance_scale" else "guidance scale (cfg)")
         raise SettingError(setting, f"{words} must be a number >= {MIN_GUIDANCE:g} (official {official:g}), got {value!r}.")
     return float(value)
 

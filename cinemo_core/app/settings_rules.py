@@ -1,0 +1,83 @@
+"""The rules the applications' settings share (prompts, motion, steps, guidance, seed, frames, size, DCT).
+
+Animation and motion transfer each declare their own settings class with their own defaults; both are checked
+here, by composition, so that a shared setting has one rule. Each failure is a :class:`SettingError` naming
+the setting's field, and the defaults it quotes are those of the settings' own class.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+from ..sampling.motion import intensity_to_motion_id, raw_motion_id
+from ..settings import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    MAX_SEED,
+    SettingError,
+    check_dct_low_pass,
+    check_frames,
+    check_guidance,
+    check_intensity,
+    check_motion_id,
+    check_noise_timestep,
+    check_seed,
+    check_side,
+    check_steps,
+    is_whole,
+)
+
+__all__ = ["MAX_SEED", "check_guidance_scale", "check_sampling_settings", "default_of", "is_int", "resolved_motion_id", "size_note"]
+
+is_int = is_whole
+
+
+def default_of(settings: Any, name: str) -> object:
+    """The default of setting ``name`` in ``settings``' own class (each application has its own)."""
+    return {f.name: f.default for f in dataclasses.fields(settings)}[name]
+
+
+def check_sampling_settings(settings: Any, *, init_modes: Sequence[str]) -> None:
+    """Raise :class:`SettingError` naming the first bad shared setting, what is allowed and what to do; each rule is
+    :mod:`cinemo_core.settings`' checker, the one the nodes use."""
+    for name in ("prompt", "negative_prompt"):
+        if not isinstance(getattr(settings, name), str):
+            raise SettingError(name, f"{name} must be a string, got {type(getattr(settings, name)).__name__}.")
+    if settings.motion_id is None:
+        check_intensity(settings.intensity)
+    else:
+        check_motion_id(settings.motion_id)
+    check_steps(settings.steps)
+    check_guidance_scale(settings, "guidance_scale", "guidance scale (cfg)")
+    if settings.seed is not None:
+        check_seed(settings.seed)
+    check_frames(settings.num_frames)
+    check_side("width", settings.width)
+    check_side("height", settings.height)
+    if settings.init not in init_modes:
+        raise SettingError("init", f"init must be one of {', '.join(init_modes)}, got {settings.init!r}.")
+    check_dct_low_pass(settings.dct_low_pass)
+    check_noise_timestep(settings.dct_noise_timestep, official=default_of(settings, "dct_noise_timestep"))
+
+
+def check_guidance_scale(settings: Any, name: str, label: str) -> None:
+    """A text guidance scale: a finite number >= 0 (<= 1 turns guidance off)."""
+    check_guidance(getattr(settings, name), name, official=default_of(settings, name), label=label)
+
+
+def resolved_motion_id(settings: Any) -> float:
+    """The raw motion id the UNet embeds: ``motion_id`` when given, else the one of ``intensity``."""
+    if settings.motion_id is not None:
+        return raw_motion_id(settings.motion_id)
+    return intensity_to_motion_id(settings.intensity)
+
+
+def size_note(settings: Any) -> str | None:
+    """Advice when the size is not the one the model was trained at."""
+    if (settings.width, settings.height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        return None
+    return (
+        f"{settings.width}x{settings.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
+        "quality may drop at other sizes."
+    )

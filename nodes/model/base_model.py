@@ -36,6 +36,7 @@ from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
 from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separately
+from .precision import cpu_precision, log_once
 
 #: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
 FIRST_FRAME_KEY = "cinemo_first_frame"
@@ -47,13 +48,14 @@ CLIP_TOKENS = 77
 def _with_float_embeddings(operations: Any) -> Any:
     """``operations`` whose Embedding returns float32 even when its weight is stored as fp8.
 
-    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless given ``out_dtype``, and an fp8 lookup
-    is not supported on every backend.
+    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless given ``out_dtype`` (its uncast one
+    always does), and an fp8 lookup is not supported on every backend.
     """
 
     class Embedding(operations.Embedding):
         def forward(self, input: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-            return super().forward(input, out_dtype=out_dtype or torch.float32)
+            # the uncast path (weights stored in the compute dtype) drops out_dtype; an upcast is exact
+            return super().forward(input, out_dtype=out_dtype or torch.float32).to(out_dtype or torch.float32)
 
     return type(f"Cinemo{operations.__name__}", (operations,), {"Embedding": Embedding})
 
@@ -202,8 +204,9 @@ def build_model_patcher(
     Args:
         state_dict: the weights (consumed).
         config: the architecture (None: inferred from the weights).
-        weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do);
-            fp8 weights are computed in ComfyUI's manual-cast dtype.
+        weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do,
+            except on a CPU that computes bfloat16 natively: bfloat16, see ``precision.py``); fp8 weights are
+            computed in ComfyUI's manual-cast dtype, or bfloat16 on such a CPU.
         source: where the weights came from, for error messages.
 
     Raises:
@@ -211,10 +214,17 @@ def build_model_patcher(
     """
     config, state_dict = prepare_unet_state_dict(state_dict, config, source=source)
     device = load_device()
+    compute_dtype = None
+    if device.type == "cpu":
+        precision = cpu_precision(weight_dtype)
+        log_once(precision)
+        weight_dtype, compute_dtype = precision.storage, precision.compute
     if weight_dtype is None:
         weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
+    if compute_dtype is None:
+        compute_dtype = manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES)
     model_config = CinemoModelConfig(config)
-    model_config.set_inference_dtype(weight_dtype, manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES))
+    model_config.set_inference_dtype(weight_dtype, compute_dtype)
     model = CinemoModel(model_config, device=offload_device())
     missing, unexpected = model.diffusion_model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:  # prepare_unet_state_dict guarantees the key set; this guards the adapter

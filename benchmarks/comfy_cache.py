@@ -43,11 +43,10 @@ def main() -> None:
     comfyui = boot(["--cpu"])
     golden_name = add_golden_model(comfyui)
     import torch
-    from comfy_models import call_node
+    from comfy_harness import TINY_A, call_node
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from golden_case import TINY_A
     from safetensors.torch import load_file
 
     golden = load_file(TINY_A / "case.safetensors")

@@ -39,8 +39,7 @@ def measure(switches: str) -> list[dict]:
     comfyui = boot(shlex.split(switches))
     golden_name = add_golden_model(comfyui)
     import torch
-    from comfy_models import call_node
-    from golden_case import TINY_A, relative_error
+    from comfy_harness import TINY_A, call_node, relative_error
     from safetensors.torch import load_file
 
     import comfy.model_management

@@ -244,7 +244,7 @@ def run_comfyui(spec: dict) -> None:
     device = spec["device"]
     comfyui = boot(["--cpu"] if device == "cpu" else ["--use-pytorch-cross-attention"])
     import torch
-    from comfy_models import call_node
+    from comfy_harness import call_node
     from safetensors.torch import save_file
 
     import comfy.model_management

@@ -56,8 +56,8 @@ def _conditioning(spec: dict):
     import torch
     from safetensors.torch import load_file
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from golden_case import TINY_A
+    sys.path.insert(0, str(HERE))
+    from comfy_harness import TINY_A
 
     golden = load_file(TINY_A / "case.safetensors")
     h, w = spec["latent"]
@@ -74,8 +74,8 @@ def worker_standalone(spec: dict) -> dict:
     from cinemo_core.sampling.sampler import sample_residual
     from cinemo_core.app.torch_compile import compile_unet
 
-    sys.path.insert(0, str(REPO / "tests"))
-    from golden_case import TINY_A
+    sys.path.insert(0, str(HERE))
+    from comfy_harness import TINY_A
 
     golden, first, noise = _conditioning(spec)
     unet = load_unet(TINY_A)
@@ -96,7 +96,7 @@ def worker_comfyui(spec: dict) -> dict:
     comfyui = boot(["--cpu"])
     name = add_golden_model(comfyui)
     import torch
-    from comfy_models import call_node
+    from comfy_harness import call_node
 
     import comfy.utils
 

@@ -215,6 +215,21 @@ def add_sampling_check(patcher: Any, key: str, check: Callable[[SamplingSetup], 
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, key, wrapper)
 
 
+def add_sampled_latent_function(patcher: Any, key: str, function: Callable) -> None:
+    """Let ``function(samples, latent_image, denoise_mask) -> samples`` finish every sampling run of ``patcher``
+    and its clones: a ``SAMPLER_SAMPLE`` wrapper (``add_wrapper_with_key``) around ``KSAMPLER.sample``, whose
+    arguments are ``(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)``
+    with the latent and the prepared mask (``prepare_mask``: the noise's shape) in the model's space, and whose
+    result is the sample before ``process_latent_out``."""
+
+    def wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+                disable_pbar=False):
+        samples = executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        return function(samples, latent_image, denoise_mask)
+
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, key, wrapper)
+
+
 def activation_memory_budget(device: torch.device) -> int:
     """Bytes a device can give to one step's activations at best, with every weight offloaded:
     ``get_total_memory(device)`` less ComfyUI's ``extra_reserved_memory()``."""

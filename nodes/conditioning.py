@@ -5,6 +5,8 @@ The official sampler gives cond and uncond the same first frame and motion id, s
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from comfy_api.latest import io
 
@@ -14,8 +16,11 @@ from ..cinemo_core.sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensit
 from ..cinemo_core.sampling.motion import raw_motion_id as checked_raw_motion_id
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .comfy_compat import conditioning_with, intermediate_device
-from .latents import first_frame_samples
+from .latents import SOURCE_SIZE_KEY, first_frame_samples
+from ..cinemo_core.sampling.still import as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask
 from .model.guards import require_cinemo_model
+
+LOG = logging.getLogger(__name__)
 
 #: ``raw_motion_id`` values below 0 mean "use intensity".
 RAW_ID_OFF = -1.0
@@ -96,6 +101,18 @@ class CinemoConditioning(io.ComfyNode):
                     "model", optional=True,
                     tooltip="Optional: the Cinemo MODEL, to check the model and the text encoder fit together.",
                 ),
+                io.Mask.Input(
+                    "motion_mask", optional=True,
+                    tooltip="Optional cinemagraph mask: white (1) = may move, black (0) = stays exactly still, grey "
+                    "blends; ComfyUI's convention (as Set Latent Noise Mask). Load Image's MASK is white where you "
+                    "painted in the mask editor, so paint what should move. Any size of the image's shape; one mask "
+                    "for all videos or one per video. Load Image's empty 64x64 mask (nothing painted) animates "
+                    "everything.",
+                ),
+                io.Boolean.Input(
+                    "invert_mask", default=False, optional=True,
+                    tooltip="Flip motion_mask: then white = stays still and black = moves (paint what stays still).",
+                ),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
@@ -109,7 +126,8 @@ class CinemoConditioning(io.ComfyNode):
     @classmethod
     def execute(
         cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
-        raw_motion_id: float = RAW_ID_OFF, model=None,
+        raw_motion_id: float = RAW_ID_OFF, model=None, motion_mask: torch.Tensor | None = None,
+        invert_mask: bool = False,
     ) -> io.NodeOutput:
         # ComfyUI checks the widgets' ranges input by input before the run; values from links arrive unchecked
         if errors := input_errors(intensity, frames, raw_motion_id):
@@ -134,7 +152,41 @@ class CinemoConditioning(io.ComfyNode):
         residual = torch.zeros(
             [videos, channels, frames - 1, height, width], device=intermediate_device()
         )
-        return io.NodeOutput(positive, negative, {"samples": residual})
+        latent = {"samples": residual}
+        if motion_mask is not None:
+            noise_mask = residual_noise_mask(motion_mask, bool(invert_mask), samples.shape, frames - 1,
+                                             first_frame.get(SOURCE_SIZE_KEY))
+            if noise_mask is not None:
+                latent["noise_mask"] = noise_mask.to(residual.device)
+        return io.NodeOutput(positive, negative, latent)
+
+
+def residual_noise_mask(
+    motion_mask: torch.Tensor, invert: bool, first_frame_shape: torch.Size, residual_frames: int,
+    source_hw: tuple[int, int] | None,
+) -> torch.Tensor | None:
+    """The residual LATENT's ``noise_mask`` [videos, 1, F - 1, h, w] (1 = moves), or None when all may move.
+
+    None keeps a run without a mask bit for bit: for Load Image's empty mask (nothing painted) and for a mask
+    of all ones. The sampler keeps the residual exactly 0 where it is 0 (``keep_masked_residual``).
+    """
+    mask = as_mask_batch(motion_mask, "motion_mask")
+    if is_unpainted(mask):
+        LOG.info("Cinemo Conditioning: motion_mask is Load Image's empty mask (nothing painted): the whole picture "
+                 "moves. Paint what should move in the mask editor (right click on Load Image > Open in MaskEditor).")
+        return None
+    if invert:
+        mask = 1.0 - mask
+    videos, _, height, width = first_frame_shape
+    if source_hw is not None:
+        check_aspect(mask, source_hw, "motion_mask")
+    mask = batch_masks(latent_mask(mask, (height, width)), videos, "motion_mask")
+    if bool((mask == 1).all()):
+        return None
+    if not bool(mask.any()):
+        LOG.warning("Cinemo Conditioning: motion_mask is still everywhere (all 0%s): the video will be the still "
+                    "picture.", " after invert_mask" if invert else "")
+    return mask[:, None, None].expand(videos, 1, residual_frames, height, width).contiguous()
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoConditioning]

@@ -14,6 +14,7 @@ from ..cinemo_core.settings import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_
 from ..cinemo_core.finite import check_encoded_latent
 from ..cinemo_core.preprocess import fit_image
 from .comfy_compat import encode_images, intermediate_device
+from .latents import SOURCE_SIZE_KEY
 
 
 def frame_size_error(width: object, height: object) -> str | None:
@@ -84,7 +85,9 @@ class CinemoFirstFrameEncode(io.ComfyNode):
         if latent.ndim != 4:
             raise ValueError(f"vae: expected an image VAE giving [images, 4, h, w] latents, got {list(latent.shape)}.")
         check_encoded_latent(latent, (height, width), "vae", "the first frame")
-        return io.NodeOutput({"samples": latent.to(intermediate_device())})
+        # the picture's own size: Cinemo Conditioning fits a motion mask painted on it the same way
+        return io.NodeOutput({"samples": latent.to(intermediate_device()),
+                              SOURCE_SIZE_KEY: (int(image.shape[1]), int(image.shape[2]))})
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoFirstFrameEncode]

@@ -17,6 +17,8 @@ from ..cinemo_core.sampling.sampler import assemble_video_latents
 
 #: The frames LATENT says how many frames one clip has, so that decoders never need to be told again.
 CLIP_FRAMES_KEY = "cinemo_frames_per_clip"
+#: The first-frame LATENT says the (height, width) of the picture it was fitted from, for motion masks.
+SOURCE_SIZE_KEY = "cinemo_source_size"
 
 
 def first_frame_samples(latent: dict, input_name: str) -> torch.Tensor:

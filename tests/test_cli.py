@@ -68,6 +68,19 @@ def module_env() -> dict[str, str]:
     return env
 
 
+def read_until(process: subprocess.Popen, marker: bytes) -> bytes:
+    """The process's stderr up to ``marker`` (asserted to appear)."""
+    seen = b""
+    give_up = time.monotonic() + 240  # a safety net against hanging, not a timing check
+    while marker not in seen and time.monotonic() < give_up:
+        chunk = os.read(process.stderr.fileno(), 4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert marker in seen, seen.decode(errors="replace")
+    return seen
+
+
 def test_demo_runs_end_to_end_as_a_module(out_dir):
     out = out_dir / "demo.mp4"
     completed = subprocess.run(
@@ -80,7 +93,7 @@ def test_demo_runs_end_to_end_as_a_module(out_dir):
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height) == (5, 128, 64)
     assert info.fps == pytest.approx(10.0)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["demo.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["demo.mp4", "demo.mp4.json"]
 
 
 def test_demo_with_defaults_except_size_and_steps(out_dir, capsys):
@@ -179,6 +192,26 @@ def test_long_looping_video_uses_windows_and_the_loop(image, out_dir, capsys, mo
     assert seen == {"frames": 20, "windows": pipeline.LONG_VIDEO_WINDOWS, "loop_ramp": 5}
     assert "overlapping windows" in capsys.readouterr().err
     assert probe_video(out).num_frames == 21
+
+
+def test_sidecar_holds_the_seed_and_settings_and_remakes_the_clip(image, out_dir):
+    """A random seed is recorded; the sidecar's settings given back as flags make the same frames."""
+    import json
+
+    assert run_cli([image, "--demo", "--out", out_dir / "a.gif", *TINY, "--intensity", "4", "--quiet"]) == 0
+    record = json.loads((out_dir / "a.gif.json").read_text())
+    settings = record["settings"]
+    assert isinstance(record["seed"], int) and settings["seed"] == record["seed"]
+    assert record["request"]["settings"]["seed"] is None and record["request"]["image"]["path"] == str(image)
+    assert (settings["intensity"], settings["num_frames"], settings["steps"]) == (4, 3, 1)
+    assert record["request"]["model"]["demo"] is True and record["cinemo_animate"]
+    again = [image, "--demo", "--out", out_dir / "b.gif", "--quiet", "--no-sidecar",
+             "--seed", settings["seed"], "--intensity", settings["intensity"], "--frames", settings["num_frames"],
+             "--steps", settings["steps"], "--size", f"{settings['width']}x{settings['height']}",
+             "--cfg", settings["guidance_scale"], "--init", settings["init"]]
+    assert run_cli(again) == 0
+    assert not (out_dir / "b.gif.json").exists()
+    assert np.array_equal(read_video(out_dir / "a.gif")[0], read_video(out_dir / "b.gif")[0])
 
 
 def test_existing_output_is_replaced(image, out_dir):
@@ -302,14 +335,7 @@ def test_terminated_run_leaves_no_video(out_dir):
          "--frames", "3"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=module_env(),
     )
-    seen = b""
-    give_up = time.monotonic() + 240  # a safety net against hanging, not a timing check
-    while b"Denoising" not in seen and time.monotonic() < give_up:
-        chunk = os.read(process.stderr.fileno(), 4096)
-        if not chunk:
-            break
-        seen += chunk
-    assert b"Denoising" in seen, seen.decode(errors="replace")
+    seen = read_until(process, b"Denoising")
     process.send_signal(signal.SIGTERM)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130
@@ -377,6 +403,36 @@ def test_help_lists_the_options(capsys):
     assert run_cli(["--help"]) == 0
     text = capsys.readouterr().out
     for flag in ("--demo", "--model", "--intensity", "--cfg", "--frames", "--size", "--no-dct", "--dct-low-pass",
-                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop",
+                 "--dct-noise-timestep", "--device", "--dtype", "--fps", "--negative-prompt", "--loop", "--no-sidecar",
                  "--compile"):
         assert flag in text
+
+
+@pytest.mark.parametrize("command", ["animate", "transfer"])
+def test_every_setting_has_a_flag_of_its_command(command):
+    """A settings error names its setting (SettingError.setting); the CLI turns it into a flag of the command."""
+    import dataclasses
+
+    from cinemo_core.app.cli import animate, transfer
+    from cinemo_core.app.pipeline import AnimationSettings
+    from cinemo_core.app.transfer import TransferSettings
+
+    module, settings, flags = {
+        "animate": (animate, AnimationSettings, animate.ANIMATION_FLAGS),
+        "transfer": (transfer, TransferSettings, transfer.TRANSFER_FLAGS),
+    }[command]
+    options = {option for action in module.build_parser()._actions for option in action.option_strings}
+    fields = {field.name for field in dataclasses.fields(settings)}
+    assert sorted(fields - set(flags)) == []
+    assert sorted(flag for setting, flag in flags.items() if setting in fields and flag not in options) == []
+
+
+def test_settings_errors_name_their_setting():
+    from cinemo_core.app.pipeline import AnimationSettings
+    from cinemo_core.settings import SettingError
+
+    for changes, setting in (({"width": 100}, "width"), ({"motion_id": float("nan")}, "motion_id"),
+                             ({"seed": -1}, "seed"), ({"guidance_scale": -1.0}, "guidance_scale")):
+        with pytest.raises(SettingError) as error:
+            AnimationSettings(**changes).validate()
+        assert error.value.setting == setting

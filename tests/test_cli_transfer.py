@@ -63,7 +63,7 @@ def test_demo_runs_end_to_end_as_a_module(out_dir):
     assert str(out) in completed.stdout
     info = probe_video(out)
     assert (info.num_frames, info.width, info.height, info.fps) == (5, 128, 64, 8.0)
-    assert sorted(p.name for p in out_dir.iterdir()) == ["transfer.mp4"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["transfer.mp4", "transfer.mp4.json"]
 
 
 def test_clip_and_image_with_a_frame_step(clip, image, out_dir, capsys):
@@ -75,6 +75,13 @@ def test_clip_and_image_with_a_frame_step(clip, image, out_dir, capsys):
     assert "fps" not in err  # 24 fps stepped by 3 is Cinemo's 8 fps: no advice
     frames, _ = read_video(out)
     assert frames.shape == (3, 64, 64, 3)
+    import hashlib
+    import json
+
+    record = json.loads((out_dir / "edited.gif.json").read_text())
+    assert record["request"]["command"] == "transfer" and record["seed"] == 1
+    assert record["request"]["video"]["sha256"] == hashlib.sha256(clip.read_bytes()).hexdigest()
+    assert (record["settings"]["frame_step"], record["settings"]["source_prompt"]) == (3, "a square")
     assert run_cli([*args[:-6], "--seed", "1", "--frame-step", "1", "--out", out_dir / "slow.gif"]) == 0
     assert "--frame-step 3 keeps the motion's speed" in capsys.readouterr().err
     assert not np.array_equal(read_video(out_dir / "slow.gif")[0], frames)
@@ -94,6 +101,8 @@ def test_model_folder_gives_the_same_video_as_the_demo(clip, image, out_dir, tmp
     ("args", "expected"),
     [
         (["--frames", "10"], ["--video", "has 9 frames, but 10 frames were asked for"]),
+        (["--frames", "17"], ["--frames", "at most 16 frames", "one pass"]),
+        (["--loop"], ["unrecognized arguments: --loop"]),
         (["--frames", "4", "--frame-step", "3"], ["has 9 frames, but 4 frames", "frame step of 3"]),
         (["--frame-step", "0"], ["--frame-step", "positive integer"]),
         (["--inversion-cfg", "-1"], ["--inversion-cfg", ">= 0"]),
@@ -170,7 +179,7 @@ def test_help_lists_the_options(capsys):
     for flag in ("--video", "--image", "--source-prompt", "--prompt", "--negative-prompt", "--inversion-cfg",
                  "--frame-step", "--demo", "--model", "--intensity", "--motion-id", "--steps", "--cfg", "--seed",
                  "--frames", "--size", "--no-dct", "--dct-low-pass", "--dct-noise-timestep", "--vae", "--device",
-                 "--dtype", "--fps", "--quiet"):
+                 "--dtype", "--fps", "--quiet", "--no-sidecar"):
         assert flag in text
     assert "default 985" in text
     assert cli.main(["--help"]) == 0

@@ -501,3 +501,30 @@ def test_custom_sampler(compat, golden_model, golden):
     assert torch.allclose(seen["x"], start * 0.18215)  # the latent in model space, zero noise added
     assert seen["denoised"].shape == start.shape and not torch.equal(seen["denoised"], seen["x"])
     assert torch.allclose(out, start * 2, atol=1e-6)  # back in LATENT space, not rescaled by the last sigma
+
+
+def test_add_sampled_latent_function(compat, golden_model, golden):
+    """The function gets the latent and the prepared mask in the model's space and its result is the sample."""
+    import comfy.patcher_extension
+    from comfy_models import call_node, golden_conditioning
+
+    seen = {}
+
+    def finish(samples, latent_image, denoise_mask):
+        seen.update(samples=samples, latent_image=latent_image, denoise_mask=denoise_mask)
+        return torch.full_like(samples, 0.18215)
+
+    model = golden_model.clone()
+    model.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, "cinemo_keep_masked_residual")
+    compat.add_sampled_latent_function(model, "test_finish", finish)
+    positive, negative, latent, _ = golden_conditioning(golden)
+    latent = {"samples": torch.ones_like(latent["samples"]), "noise_mask": torch.rand(1, 1, 8, 16)}
+    (sigmas,) = call_node("CinemoScheduler", steps=2)
+    (noise,) = call_node("RandomNoise", noise_seed=0)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="euler")
+    (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=7.5)
+    out, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                       latent_image=latent)
+    assert torch.allclose(out["samples"], torch.ones_like(out["samples"]))  # process_latent_out follows
+    assert torch.allclose(seen["latent_image"], torch.full_like(seen["latent_image"], 0.18215))  # model space
+    assert seen["denoise_mask"].shape == seen["samples"].shape == latent["samples"].shape

@@ -183,11 +183,26 @@ def test_settings_defaults_are_the_official_editing_script():
         (dict(dct_noise_timestep=1000), "official 985"),
         (dict(source_prompt=3), "source_prompt must be a string"),
         (dict(num_frames=1), "frames"),
+        (dict(num_frames=17), "at most 16 frames"),
     ],
 )
 def test_bad_settings_are_refused(demo, edited, changes, message):
     with pytest.raises(ValueError, match=message):
         transfer_motion(demo, moving_clip(3), edited, TransferSettings(**changes))
+
+
+def test_transfer_has_no_loop_and_names_its_settings():
+    """Transfer runs in one pass: it has no loop setting, and its errors name their field for the hosts."""
+    from cinemo_core.settings import SettingError
+
+    with pytest.raises(TypeError, match="loop"):
+        TransferSettings(loop=True)
+    for changes, setting in ((dict(num_frames=32), "num_frames"), (dict(frame_step=0), "frame_step"),
+                             (dict(inversion_guidance_scale=-1.0), "inversion_guidance_scale"),
+                             (dict(steps=0), "steps")):
+        with pytest.raises(SettingError) as error:
+            TransferSettings(**changes).validate()
+        assert error.value.setting == setting
 
 
 def test_short_clip_and_bad_images_are_refused(demo, edited):

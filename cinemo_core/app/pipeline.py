@@ -17,19 +17,17 @@ the official script, in the same order.
 
 from __future__ import annotations
 
-import math
 import os
-import secrets
-import warnings
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
+from ..model.components import CinemoComponents
+from ..preprocess import load_image
 from ..sampling.context_windows import LONG_VIDEO_WINDOWS
 from ..sampling.dct_init import INIT_MODES, init_noise
+from ..sampling.loop import default_ramp
+from ..sampling.sampler import sample_residual
 from ..settings import (
     DEFAULT_DCT_LOW_PASS,
     DEFAULT_DCT_NOISE_TIMESTEP,
@@ -40,25 +38,16 @@ from ..settings import (
     DEFAULT_INTENSITY,
     DEFAULT_STEPS,
     DEFAULT_WIDTH,
-    MAX_FRAMES,
-    MAX_SIDE,
-    MAX_STEPS,
-    MIN_SIDE,
     TRAINED_FRAMES,
+    SettingError,
 )
-from ..sampling.loop import default_ramp
-from ..sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id, raw_motion_id
-from ..preprocess import check_size, fit_image, load_image
-from ..sampling.sampler import sample_residual
-from ..sampling.schedule import CinemoSchedule
+from .render import ClipResult, ProgressFn, Render, new_seed, single_image
+from .settings_rules import MAX_SEED, check_sampling_settings, resolved_motion_id, size_note
 
-MAX_SEED = 2**63 - 1
+__all__ = ["AnimationResult", "AnimationSettings", "MAX_SEED", "ProgressFn", "animate", "new_seed"]
 
-ProgressFn = Callable[[int, int], None]
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+#: What :func:`animate` returns: the frames, the seed used, the motion id and the settings.
+AnimationResult = ClipResult
 
 
 @dataclass
@@ -72,7 +61,7 @@ class AnimationSettings:
         steps: DDIM steps (1..999, official 50).
         guidance_scale: text classifier-free guidance (official 7.5; <= 1 disables it).
         seed: random seed (``None``: a random one, reported in the result).
-        num_frames: frames in the video including the input image (official 16).
+        num_frames: frames in the video including the input image (official 16; more are sampled in windows).
         width, height: output size in pixels, multiples of 8 (official 512x320).
         init: ``"dct"`` (Cinemo's DCTInit, official), ``"fft"`` (FreeInit-style) or ``"plain"`` noise.
         dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
@@ -95,57 +84,11 @@ class AnimationSettings:
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
     loop: bool = False
 
-    @classmethod
-    def _official(cls, name: str) -> object:
-        """The default of a setting (subclasses such as the motion-transfer settings have their own)."""
-        return cls.__dataclass_fields__[name].default
-
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting, what is allowed and what to do."""
-        for name in ("prompt", "negative_prompt"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a string, got {type(getattr(self, name)).__name__}.")
-        if self.motion_id is None:
-            if not _is_int(self.intensity) or not MIN_INTENSITY <= self.intensity <= MAX_INTENSITY:
-                raise ValueError(
-                    f"intensity must be an integer from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} "
-                    f"(most motion), got {self.intensity!r}."
-                )
-        else:
-            raw_motion_id(self.motion_id)
-        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
-            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS} (official {DEFAULT_STEPS}), got {self.steps!r}.")
-        if not isinstance(self.guidance_scale, (int, float)) or not math.isfinite(self.guidance_scale) \
-                or self.guidance_scale < 0:
-            raise ValueError(
-                f"guidance scale (cfg) must be a number >= 0 (official {self._official('guidance_scale'):g}), "
-                f"got {self.guidance_scale!r}."
-            )
-        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
-            raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, got {self.seed!r}.")
-        if not _is_int(self.num_frames) or not 2 <= self.num_frames <= MAX_FRAMES:
-            raise ValueError(
-                f"frames must be an integer from 2 to {MAX_FRAMES} (the input image plus at least one generated "
-                f"frame; the model was trained on {TRAINED_FRAMES}), got {self.num_frames!r}."
-            )
-        for name, value in (("width", self.width), ("height", self.height)):
-            if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
-                raise ValueError(
-                    f"{name} must be a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
-                    f"blocks; the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}), got {value!r}."
-                )
-        if self.init not in INIT_MODES:
-            raise ValueError(f"init must be one of {', '.join(INIT_MODES)}, got {self.init!r}.")
-        if not isinstance(self.dct_low_pass, (int, float)) or not 0.0 <= self.dct_low_pass <= 1.0:
-            raise ValueError(f"DCT low-pass fraction must be in [0, 1] (official 0.23), got {self.dct_low_pass!r}.")
-        if not _is_int(self.dct_noise_timestep) or not 0 <= self.dct_noise_timestep <= 999:
-            official = self._official("dct_noise_timestep")
-            raise ValueError(
-                f"DCT noise timestep must be an integer from 0 to 999 (official {official}), "
-                f"got {self.dct_noise_timestep!r}."
-            )
+        """Raise :class:`SettingError` naming the first bad setting, what is allowed and what to do."""
+        check_sampling_settings(self, init_modes=INIT_MODES)
         if not isinstance(self.loop, bool):
-            raise ValueError(f"loop must be True or False, got {self.loop!r}.")
+            raise SettingError("loop", f"loop must be True or False, got {self.loop!r}.")
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is
@@ -156,31 +99,12 @@ class AnimationSettings:
                 f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
                 f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
-        if trained_size and (self.width, self.height) != (DEFAULT_WIDTH, DEFAULT_HEIGHT):
-            notes.append(
-                f"{self.width}x{self.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
-                "quality may drop at other sizes."
-            )
-        return notes
+        note = size_note(self) if trained_size else None
+        return notes + ([note] if note else [])
 
     @property
     def resolved_motion_id(self) -> float:
-        return raw_motion_id(self.motion_id) if self.motion_id is not None else intensity_to_motion_id(self.intensity)
-
-
-@dataclass
-class AnimationResult:
-    """Frames ``uint8 [num_frames, height, width, 3]`` (frame 0 is the decoded input) and what made them."""
-
-    frames: np.ndarray
-    seed: int
-    motion_id: float
-    settings: AnimationSettings = field(repr=False)
-
-
-def new_seed() -> int:
-    """A fresh random seed (reported so the run can be repeated)."""
-    return secrets.randbelow(2**32)
+        return resolved_motion_id(self)
 
 
 def _image_tensor(image: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
@@ -209,69 +133,38 @@ def animate(
         :class:`AnimationResult` with the frames and the seed used.
     """
     settings = settings or AnimationSettings()
-    settings.validate()
-    seed = settings.seed if settings.seed is not None else new_seed()
-    motion_id = settings.resolved_motion_id
-    device, dtype = components.device, components.dtype
-
-    pixels = _image_tensor(image)
-    if pixels.dim() != 4 or pixels.shape[0] != 1:
-        raise ValueError(f"image must be a single image [1, H, W, C], got {list(pixels.shape)}.")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # size advice is given once, by quality_warnings()
-        check_size(settings.width, settings.height)
-        fitted = fit_image(pixels, settings.width, settings.height)
-
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    base = encode_image(
-        components.image_encoder, fitted, scaling_factor=components.scaling_factor, generator=generator
-    )
+    run = Render(components, settings)
+    base = run.encode(run.fit(single_image(_image_tensor(image), "image")))
     latent_h, latent_w = base.shape[-2:]
     noise = torch.randn(
         (1, components.latent_channels, settings.num_frames - 1, latent_h, latent_w),
-        generator=generator,
+        generator=run.generator,
         dtype=torch.float32,
     )
-    schedule = CinemoSchedule()
     # on the CPU in float64, as the official code mixes frequencies (and MPS has no float64)
-    init_latents = init_noise(
+    init_latents = run.on_model(init_noise(
         settings.init,
         base.cpu().double(),
         noise.double(),
-        schedule,
+        run.schedule,
         low_pass=settings.dct_low_pass,
         noise_timestep=settings.dct_noise_timestep,
-    ).to(device=device, dtype=dtype)
-    base = base.to(dtype)
-
-    context = encode_prompts(components.tokenizer, components.text_encoder, [settings.prompt])
-    negative = None
-    if settings.guidance_scale > 1.0:
-        negative = encode_prompts(components.tokenizer, components.text_encoder, [settings.negative_prompt])
-
-    def _on_step(index: int, total: int, timestep: int, latents: torch.Tensor) -> None:
-        if progress is not None:
-            progress(index + 1, total)
-
+    ))
+    base = base.to(run.dtype)
+    guided = settings.guidance_scale > 1.0
+    context, negative = run.prompts([settings.prompt], settings.negative_prompt if guided else None)
     residual = sample_residual(
         components.unet,
         init_latents,
         base,
         context,
         negative,
-        motion_id,
+        run.motion_id,
         steps=settings.steps,
         guidance_scale=float(settings.guidance_scale),
-        callback=_on_step,
-        schedule=schedule,
+        callback=run.step_callback(progress, settings.steps),
+        schedule=run.schedule,
         windows=LONG_VIDEO_WINDOWS,
         loop_ramp=default_ramp(settings.num_frames - 1) if settings.loop else 0,
     )
-    video = decode_video(
-        components.vae,
-        base,
-        residual,
-        vae_kind=components.vae_kind,
-        scaling_factor=components.scaling_factor,
-    )
-    return AnimationResult(frames=video[0].numpy(), seed=seed, motion_id=motion_id, settings=settings)
+    return run.finish(base, residual)

@@ -16,85 +16,116 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
-from ..settings import DEFAULT_EDIT_LOW_PASS, DEFAULT_EDIT_NOISE_TIMESTEP, DEFAULT_TRANSFER_GUIDANCE
+from ..model.components import CinemoComponents
+from ..preprocess import load_image
 from ..sampling.inversion import edit_init_latents, invert_residual
-from .pipeline import AnimationSettings, ProgressFn, _is_int, new_seed
-from ..preprocess import check_size, fit_image, load_image
 from ..sampling.sampler import sample_residual, split_video_latents
-from ..sampling.schedule import CinemoSchedule
+from ..settings import (
+    DEFAULT_EDIT_LOW_PASS,
+    DEFAULT_EDIT_NOISE_TIMESTEP,
+    DEFAULT_FRAMES,
+    DEFAULT_HEIGHT,
+    DEFAULT_INTENSITY,
+    DEFAULT_STEPS,
+    DEFAULT_TRANSFER_GUIDANCE,
+    DEFAULT_WIDTH,
+    TRAINED_FRAMES,
+    SettingError,
+)
+from .render import ClipResult, ProgressFn, Render, single_image
+from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id, size_note
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
 TRANSFER_INIT_MODES = ("dct", "plain")
 #: Relative difference of aspect ratios above which source and edited image are cropped differently enough to warn.
 _ASPECT_TOLERANCE = 0.02
 
+#: What :func:`transfer_motion` returns: the frames, the seed used, the motion id and the settings.
+TransferResult = ClipResult
+
 
 @dataclass
-class TransferSettings(AnimationSettings):
+class TransferSettings:
     """Every knob of :func:`transfer_motion`, with the official editing script's defaults.
 
-    Inherits the animation settings (intensity / motion id, steps, seed, frames, size, DCT low-pass); these
-    differ or are added:
+    The settings it shares with animation follow the same rules (:mod:`cinemo_core.app.settings_rules`); it has
+    no ``loop``, and at most 16 frames: inversion and sampling run in one pass over the clip.
 
     Attributes:
         source_prompt: describes the source clip; conditions the inversion.
         prompt: describes the edited video; conditions the sampling.
+        negative_prompt: the unconditional prompt of whichever pass uses guidance.
+        intensity, motion_id: the motion both passes are conditioned on (as in animation).
+        steps: DDIM steps of each pass (official 50).
         guidance_scale: text guidance of the sampling pass (official 1.0: none).
         inversion_guidance_scale: text guidance of the inversion pass (official 1.0: none).
-        negative_prompt: the unconditional prompt of whichever pass uses guidance.
-        num_frames: frames in the video, the first (edited) one included; taken from the source clip.
+        seed: picks the posterior samples of the encoded frames (``None``: a random one, reported).
+        num_frames: frames in the video, the first (edited) one included, 2..16; taken from the source clip.
+        width, height: output size in pixels, multiples of 8 (official 512x320).
         frame_step: use every ``frame_step``-th source frame (Cinemo's clips are 8 fps).
         init: ``"dct"`` (official: the edited frame's low frequencies mixed in) or ``"plain"``.
+        dct_low_pass: the mix's low-pass fraction (official 0.23).
         dct_noise_timestep: the timestep the edited frame is noised to for the mix (official 985).
     """
 
     source_prompt: str = ""
+    prompt: str = ""
+    negative_prompt: str = ""
+    intensity: int = DEFAULT_INTENSITY
+    motion_id: float | None = None
+    steps: int = DEFAULT_STEPS
     guidance_scale: float = DEFAULT_TRANSFER_GUIDANCE
     inversion_guidance_scale: float = DEFAULT_TRANSFER_GUIDANCE
+    seed: int | None = None
+    num_frames: int = DEFAULT_FRAMES
+    width: int = DEFAULT_WIDTH
+    height: int = DEFAULT_HEIGHT
     frame_step: int = 1
+    init: str = "dct"
     dct_low_pass: float = DEFAULT_EDIT_LOW_PASS
     dct_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad setting."""
+        """Raise :class:`SettingError` naming the first bad setting."""
         if self.init not in TRANSFER_INIT_MODES:
-            raise ValueError(
-                f"init must be one of {', '.join(TRANSFER_INIT_MODES)} for motion transfer, got {self.init!r}."
+            raise SettingError(
+                "init", f"init must be one of {', '.join(TRANSFER_INIT_MODES)} for motion transfer, got {self.init!r}."
             )
-        super().validate()
+        if is_int(self.num_frames) and self.num_frames > TRAINED_FRAMES:
+            raise SettingError(
+                "num_frames",
+                f"motion transfer makes at most {TRAINED_FRAMES} frames (the trained clip length), got "
+                f"{self.num_frames}: its inversion and sampling run in one pass, without the context windows of "
+                "long animations. Ask for fewer frames, or transfer a long clip piece by piece.",
+            )
+        check_sampling_settings(self, init_modes=TRANSFER_INIT_MODES)
         if not isinstance(self.source_prompt, str):
-            raise ValueError(f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
-        scale = self.inversion_guidance_scale
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not np.isfinite(scale) or scale < 0:
-            raise ValueError(
-                f"inversion guidance scale must be a number >= 0 (official {DEFAULT_TRANSFER_GUIDANCE:g}), "
-                f"got {scale!r}."
+            raise SettingError("source_prompt", f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
+        check_guidance_scale(self, "inversion_guidance_scale", "inversion guidance scale")
+        if not is_int(self.frame_step) or self.frame_step < 1:
+            raise SettingError(
+                "frame_step",
+                f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}.",
             )
-        if not _is_int(self.frame_step) or self.frame_step < 1:
-            raise ValueError(
-                f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}."
-            )
+
+    def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
+        """Settings that run but leave what the model was trained on (see ``AnimationSettings``)."""
+        note = size_note(self) if trained_size else None
+        return [note] if note else []
+
+    @property
+    def resolved_motion_id(self) -> float:
+        return resolved_motion_id(self)
 
     @property
     def source_frames_needed(self) -> int:
         """How long the source clip must be: frames 0, step, ..., (num_frames - 1) * step."""
         return (self.num_frames - 1) * self.frame_step + 1
-
-
-@dataclass
-class TransferResult:
-    """Frames ``uint8 [num_frames, height, width, 3]`` (frame 0 is the decoded edited image) and what made them."""
-
-    frames: np.ndarray
-    seed: int
-    motion_id: float
-    settings: TransferSettings = field(repr=False)
 
 
 def select_source_frames(clip: torch.Tensor | np.ndarray, num_frames: int, frame_step: int = 1) -> torch.Tensor:
@@ -140,16 +171,6 @@ def _aspect_warning(source_hw: tuple[int, int], edited_hw: tuple[int, int], widt
         )
 
 
-def _encode_frames(components: CinemoComponents, pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """[F, 3, H, W] in [-1, 1] -> scaled latents [1, C, F, h, w], one frame at a time (bounded memory)."""
-    latents = [
-        encode_image(components.image_encoder, frame[None], scaling_factor=components.scaling_factor,
-                     generator=generator)
-        for frame in pixels
-    ]
-    return torch.cat(latents, dim=2)
-
-
 @torch.no_grad()
 def transfer_motion(
     components: CinemoComponents,
@@ -178,86 +199,62 @@ def transfer_motion(
         :class:`TransferResult` with the frames and the seed used.
     """
     settings = settings or TransferSettings()
-    settings.validate()
-    seed = settings.seed if settings.seed is not None else new_seed()
-    motion_id = settings.resolved_motion_id
-    device, dtype = components.device, components.dtype
-
+    run = Render(components, settings)
     clip = select_source_frames(
         _load_clip(video_frames, settings.source_frames_needed), settings.num_frames, settings.frame_step
     )
-    edited = edited_image if isinstance(edited_image, torch.Tensor) else load_image(edited_image)
-    if edited.dim() != 4 or edited.shape[0] != 1:
-        raise ValueError(f"edited_image must be a single image [1, H, W, C], got {list(edited.shape)}.")
+    edited = single_image(edited_image if isinstance(edited_image, torch.Tensor) else load_image(edited_image),
+                          "edited_image")
     _aspect_warning(tuple(clip.shape[1:3]), tuple(edited.shape[1:3]), settings.width, settings.height)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # size advice is given once, by quality_warnings()
-        check_size(settings.width, settings.height)
-        source_pixels = torch.cat([fit_image(frame[None], settings.width, settings.height) for frame in clip])
-        edited_pixels = fit_image(edited, settings.width, settings.height)
+    source_pixels, edited_pixels = run.fit(clip), run.fit(edited)
 
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    source_base, source_residual = split_video_latents(_encode_frames(components, source_pixels, generator))
-    edit_base = _encode_frames(components, edited_pixels, generator)
+    source_base, source_residual = split_video_latents(run.encode(source_pixels))
+    edit_base = run.encode(edited_pixels)
     if edit_base.shape[-2:] != source_base.shape[-2:]:
         raise ValueError(
             f"the edited image encodes to a {tuple(edit_base.shape[-2:])} latent but the source clip to "
             f"{tuple(source_base.shape[-2:])}; both must be the same size."
         )
 
-    prompts = encode_prompts(components.tokenizer, components.text_encoder, [settings.source_prompt, settings.prompt])
+    guided = max(settings.guidance_scale, settings.inversion_guidance_scale) > 1.0
+    prompts, negative = run.prompts([settings.source_prompt, settings.prompt],
+                                    settings.negative_prompt if guided else None)
     source_context, target_context = prompts[:1], prompts[1:]
-    negative = None
-    if max(settings.guidance_scale, settings.inversion_guidance_scale) > 1.0:
-        negative = encode_prompts(components.tokenizer, components.text_encoder, [settings.negative_prompt])
-
     total = 2 * settings.steps
-
-    def _after(offset: int):
-        def on_step(index: int, steps: int, timestep: int, latents: torch.Tensor) -> None:
-            if progress is not None:
-                progress(offset + index + 1, total)
-
-        return on_step
-
-    schedule = CinemoSchedule()
     inverted = invert_residual(
         components.unet,
-        source_residual.to(device=device, dtype=dtype),
-        source_base.to(dtype),
+        run.on_model(source_residual),
+        source_base.to(run.dtype),
         source_context,
-        motion_id,
+        run.motion_id,
         steps=settings.steps,
         guidance_scale=float(settings.inversion_guidance_scale),
         negative_context=negative,
-        callback=_after(0),
-        schedule=schedule,
+        callback=run.step_callback(progress, total),
+        schedule=run.schedule,
     )
     if settings.init == "dct":
         # on the CPU in float64, as the official code mixes frequencies (and MPS has no float64)
-        init_latents = edit_init_latents(
+        init_latents = run.on_model(edit_init_latents(
             inverted.cpu().double(),
             edit_base.cpu().double(),
             low_pass=settings.dct_low_pass,
             noise_timestep=settings.dct_noise_timestep,
-            schedule=schedule,
-        ).to(device=device, dtype=dtype)
+            schedule=run.schedule,
+        ))
     else:
         init_latents = inverted
-    edit_base = edit_base.to(dtype)
+    edit_base = edit_base.to(run.dtype)
     residual = sample_residual(
         components.unet,
         init_latents,
         edit_base,
         target_context,
         negative,
-        motion_id,
+        run.motion_id,
         steps=settings.steps,
         guidance_scale=float(settings.guidance_scale),
-        callback=_after(settings.steps),
-        schedule=schedule,
+        callback=run.step_callback(progress, total, done_before=settings.steps),
+        schedule=run.schedule,
     )
-    video = decode_video(
-        components.vae, edit_base, residual, vae_kind=components.vae_kind, scaling_factor=components.scaling_factor
-    )
-    return TransferResult(frames=video[0].numpy(), seed=seed, motion_id=motion_id, settings=settings)
+    return run.finish(edit_base, residual)

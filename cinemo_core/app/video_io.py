@@ -213,39 +213,79 @@ def write_video(frames: np.ndarray | Sequence[np.ndarray], path: str | os.PathLi
     return out
 
 
+class VideoReadError(ValueError):
+    """A file that is not a readable video (damaged, truncated, empty, of another format, absurdly large)."""
+
+
+#: Pixels a frame may have when read: the decoders would otherwise allocate whatever a header claims.
+MAX_READ_PIXELS = 8192 * 8192
+
+
 def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> tuple[np.ndarray, float]:
     """Decode a video: ``(frames uint8 (F, H, W, 3), fps)``; at most ``max_frames`` frames when given.
 
     Reads what :func:`write_video` writes, and through PyAV also ``READABLE_EXTENSIONS``' other containers.
+
+    Raises:
+        FileNotFoundError: if there is no file at ``path``.
+        VideoReadError: (a ``ValueError``) naming the file, for anything that does not decode to at least one
+            frame: an unknown extension, a damaged, truncated or empty file, another format under the name.
     """
     source = Path(path)
     suffix = source.suffix.lower()
+    if suffix not in READABLE_EXTENSIONS:
+        raise VideoReadError(f"Cannot read '{source}': expected one of {', '.join(READABLE_EXTENSIONS)}.")
+    if not source.is_file():
+        raise FileNotFoundError(f"No video at '{source}'.")
     limit = max_frames if max_frames is not None else float("inf")
+    try:
+        frames, fps = (_read_with_pillow if suffix in (".webp", ".gif") else _read_with_pyav)(source, limit)
+    except Exception as error:  # noqa: BLE001 - every decoder failure means the same to the caller
+        raise VideoReadError(
+            f"Cannot read '{source}' as a {suffix[1:].upper()} video (damaged, truncated, or not that format): "
+            f"{type(error).__name__}: {error}"
+        ) from error
+    if not frames:
+        raise VideoReadError(f"Cannot read '{source}': it holds no video frames.")
+    return np.stack(frames), fps
+
+
+def _check_frame_size(width: int, height: int) -> None:
+    if width * height > MAX_READ_PIXELS:
+        raise ValueError(f"its frames claim {width}x{height} pixels, more than {MAX_READ_PIXELS} pixels")
+
+
+def _read_with_pillow(source: Path, limit: float) -> tuple[list[np.ndarray], float]:
+    from PIL import Image, ImageSequence
+
     frames: list[np.ndarray] = []
-    if suffix in (".webp", ".gif"):
-        from PIL import Image, ImageSequence
+    with Image.open(source) as image:
+        _check_frame_size(*image.size)
+        durations = []
+        for frame in ImageSequence.Iterator(image):
+            if len(frames) >= limit:
+                break
+            frames.append(np.asarray(frame.convert("RGB")))  # loads the frame, which sets its duration
+            durations.append(frame.info.get("duration", 0) or 0)
+    mean_ms = float(np.mean(durations)) if durations else 0.0
+    return frames, (1000.0 / mean_ms if mean_ms > 0 else 0.0)
 
-        with Image.open(source) as image:
-            durations = []
-            for frame in ImageSequence.Iterator(image):
-                if len(frames) >= limit:
-                    break
-                frames.append(np.asarray(frame.convert("RGB")))  # loads the frame, which sets its duration
-                durations.append(frame.info.get("duration", 0) or 0)
-        mean_ms = float(np.mean(durations)) if durations else 0.0
-        return np.stack(frames), (1000.0 / mean_ms if mean_ms > 0 else 0.0)
-    if suffix in READABLE_EXTENSIONS:
-        import av
 
-        with av.open(str(source)) as container:
-            stream = container.streams.video[0]
-            for frame in container.decode(stream):
-                if len(frames) >= limit:
-                    break
-                frames.append(frame.to_ndarray(format="rgb24"))
-            fps = float(stream.average_rate or stream.guessed_rate or 0)
-        return np.stack(frames), fps
-    raise ValueError(f"Cannot read '{source}': expected one of {', '.join(READABLE_EXTENSIONS)}.")
+def _read_with_pyav(source: Path, limit: float) -> tuple[list[np.ndarray], float]:
+    import av
+
+    frames: list[np.ndarray] = []
+    with av.open(str(source)) as container:
+        if not container.streams.video:
+            raise ValueError("it has no video stream")
+        stream = container.streams.video[0]
+        _check_frame_size(stream.codec_context.width, stream.codec_context.height)
+        for frame in container.decode(stream):
+            if len(frames) >= limit:
+                break
+            frames.append(frame.to_ndarray(format="rgb24"))
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+    return frames, fps
 
 
 def probe_video(path: str | os.PathLike[str]) -> VideoInfo:

@@ -22,6 +22,7 @@ from ..comfy_compat import (
     CONDConstant,
     CONDRegular,
     ModelPatcher,
+    add_sampled_latent_function,
     add_sampling_check,
     attention_is_memory_efficient,
     default_operations,
@@ -32,6 +33,7 @@ from ..comfy_compat import (
     storage_dtype,
     throw_if_interrupted,
 )
+from ...cinemo_core.sampling.still import keep_still
 from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
@@ -231,4 +233,20 @@ def build_model_patcher(
         raise CheckpointError(f"{source}: weights did not load (missing {missing[:5]}, unexpected {unexpected[:5]}).")
     patcher = ModelPatcher(model, load_device=device, offload_device=offload_device())
     add_sampling_check(patcher, "cinemo_sampling_check", check_sampling_setup)
+    add_sampled_latent_function(patcher, "cinemo_keep_masked_residual", keep_masked_residual)
     return patcher
+
+
+def keep_masked_residual(samples: torch.Tensor, latent_image: torch.Tensor | None,
+                         denoise_mask: torch.Tensor | None) -> torch.Tensor:
+    """The finished residual is exactly the given latent where the LATENT's ``noise_mask`` is 0.
+
+    ComfyUI's inpainting keeps the latent in the *denoised* prediction at every step, which is exact for
+    schedules that end at sigma 0; Cinemo's official DDIM ends at a non-zero sigma, so the kept region would
+    still hold that last noise (up to 0.22 on the tiny model). Blending the finished sample the same way is
+    what a schedule ending at 0 would have given there, and leaves unmasked runs untouched. This is what keeps
+    Cinemo Conditioning's motion_mask still under every sampler, context windows and loops included.
+    """
+    if denoise_mask is None or latent_image is None:
+        return samples
+    return keep_still(samples, denoise_mask.to(samples), latent_image.to(samples))

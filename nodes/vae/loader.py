@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from comfy_api.latest import io
 
+from ...cinemo_core.model.checkpoint import WRAPPER_KEYS, CheckpointError, read_state_dict
 from ...cinemo_core.model.components import HF_URL
 from ...cinemo_core.model.download import COMFYUI_VAE_PARTS, DownloadError, download_cinemo
-from ..comfy_compat import VAE, has_temporal_decoder, load_weights
+from ..comfy_compat import VAE, has_temporal_decoder
 from ..model.files import download_folder
 from .files import VAE_DOWNLOAD_ENTRY, available_temporal_vaes, list_temporal_vaes, weight_file
 from .weights import (
@@ -27,12 +28,40 @@ from .weights import (
 )
 
 
+class TemporalVAEFileError(ValueError):
+    """A temporal VAE file that cannot be loaded (damaged, unsafe, or not SVD's temporal VAE); names the file."""
+
+
+def check_weight_values(state_dict: dict[str, torch.Tensor]) -> None:
+    """Raise unless every weight is a finite floating-point tensor (torch would copy integers in silently)."""
+    for key, value in state_dict.items():
+        if not value.is_floating_point():
+            raise TemporalVAEFormatError(f"the weight {key!r} is {str(value.dtype).removeprefix('torch.')}, not "
+                                         "floating point: this is not a VAE's weights.")
+        if not bool(torch.isfinite(value).all()):
+            raise TemporalVAEFormatError(f"the weight {key!r} holds NaN or infinite values; the file is damaged, "
+                                         "download it again.")
+
+
+def _build_vae(state_dict: dict[str, torch.Tensor]) -> VAE:
+    try:
+        return VAE(sd=state_dict)
+    except RuntimeError as error:  # load_state_dict's size mismatches
+        mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        if not mismatches:
+            raise
+        shown = " ".join(mismatches[:3]) + (" ..." if len(mismatches) > 3 else "")
+        raise TemporalVAEFormatError(f"{len(mismatches)} weights do not have SVD's temporal VAE's shapes: {shown}") from None
+
+
 def build_temporal_vae(state_dict: dict[str, torch.Tensor]) -> VAE:
     """A ComfyUI VAE from temporal-VAE weights in diffusers keys (converted here) or SGM keys.
 
     Raises:
-        TemporalVAEFormatError: if the weights are not an SVD-sized temporal VAE, or some are missing.
+        TemporalVAEFormatError: if the weights are not an SVD-sized temporal VAE, or some are missing, of the
+            wrong shape, not floating point or not finite.
     """
+    check_weight_values(state_dict)
     if is_diffusers_temporal_vae(state_dict):
         check_svd_architecture(infer_architecture(state_dict))
         state_dict = convert_temporal_vae_state_dict(state_dict)
@@ -41,7 +70,7 @@ def build_temporal_vae(state_dict: dict[str, torch.Tensor]) -> VAE:
             "This file is not a temporal-decoder VAE (AutoencoderKLTemporalDecoder in diffusers keys, or SVD's VAE "
             "in SGM keys); for an ordinary VAE use ComfyUI's Load VAE node."
         )
-    vae = VAE(sd=state_dict)
+    vae = _build_vae(state_dict)
     if not has_temporal_decoder(vae):
         raise TemporalVAEFormatError("ComfyUI did not build a temporal decoder from these weights.")
     missing = sorted(set(vae.first_stage_model.state_dict()) - set(state_dict))
@@ -87,7 +116,33 @@ def load_temporal_vae(name: str) -> VAE:
     else:
         path = weight_file(available_temporal_vaes()[name])
     logging.info("Cinemo: loading temporal VAE %s", path)
-    return build_temporal_vae(load_weights(str(path)))
+    try:
+        return read_temporal_vae(path)
+    except TemporalVAEFileError as error:
+        raise TemporalVAEFileError(f"vae_name: {error}") from error
+
+
+def read_temporal_vae(path: Path) -> VAE:
+    """A ComfyUI VAE from one weight file (safetensors, or a pickle read with ``weights_only``).
+
+    Raises:
+        TemporalVAEFileError: naming ``path``, for a damaged or unsafe file or weights that are not SVD's
+            temporal VAE.
+    """
+    try:
+        state_dict = read_state_dict(Path(path))
+    except CheckpointError as error:  # its messages name the file
+        raise TemporalVAEFileError(str(error)) from error
+    state_dict = next((inner for key in WRAPPER_KEYS if isinstance(inner := state_dict.get(key), dict) and inner),
+                      state_dict)
+    not_tensors = [key for key, value in state_dict.items() if not isinstance(value, torch.Tensor)]
+    if not_tensors:
+        raise TemporalVAEFileError(f"{path} cannot be loaded as a temporal VAE: the entry {not_tensors[0]!r} is a "
+                                   f"{type(state_dict[not_tensors[0]]).__name__}, not a tensor.")
+    try:
+        return build_temporal_vae(state_dict)
+    except TemporalVAEFormatError as error:
+        raise TemporalVAEFileError(f"{path} cannot be loaded as a temporal VAE: {error}") from error
 
 
 class CinemoTemporalVAELoader(io.ComfyNode):

@@ -1,0 +1,150 @@
+"""``cinemo-animate IMAGE ...``: animate one image into a video."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+from .clip import Clip, make_clip, wrote_line
+from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
+from .options import (
+    SETTING_FLAGS,
+    SamplingDefaults,
+    add_model_options,
+    add_output_options,
+    add_quiet_option,
+    add_sampling_options,
+    check_device_and_model,
+    check_download_choice,
+    check_model_choice,
+    check_output,
+    shared_settings,
+    validated,
+)
+
+if TYPE_CHECKING:
+    import torch
+
+    from ..pipeline import AnimationSettings
+
+ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop"}
+
+
+def animation_defaults() -> SamplingDefaults:
+    """The sampling options' defaults and help of animation (the official sampler's)."""
+    from ...settings import DEFAULT_DCT_NOISE_TIMESTEP, DEFAULT_GUIDANCE
+
+    return SamplingDefaults(
+        guidance=DEFAULT_GUIDANCE,
+        guidance_help=f"text guidance scale, <= 1 turns guidance off (default {DEFAULT_GUIDANCE})",
+        prompt_help="what should move and how (default: empty)",
+        init_choices=("dct", "fft", "plain"),
+        init_help="initial noise: dct = Cinemo's DCTInit (default), fft = FreeInit-style low-pass, "
+        "plain = Gaussian noise only",
+        dct_noise_timestep=DEFAULT_DCT_NOISE_TIMESTEP,
+        dct_help="DCTInit: timestep the image is noised to",
+    )
+
+
+def add_animation_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """The sampling group of animation, with --loop."""
+    group = add_sampling_options(parser, animation_defaults())
+    group.add_argument("--loop", action="store_true",
+                       help="make the video end where it starts, to play on repeat: the last quarter of the "
+                       "frames (at least 4) glides back to the input image")
+    return group
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (defaults are the official sampler's)."""
+    from . import COMMANDS
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Animate a still image into a short video with Cinemo (CVPR 2025).",
+        epilog=(
+            "Weights: download https://huggingface.co/maxin-cn/Cinemo (e.g. `hf download maxin-cn/Cinemo "
+            "--local-dir ./Cinemo`) and pass --model ./Cinemo. Try --demo first: it needs no download. "
+            "Other commands (an image file of that name needs ./NAME): "
+            + "; ".join(f"`{PROG} {name} --help`: {module.SUMMARY}" for name, module in COMMANDS.items())
+            + "."
+        ),
+    )
+    parser.add_argument("image", nargs="?", metavar="IMAGE", help="the image to animate (optional with --demo)")
+    add_output_options(parser)
+    add_model_options(parser)
+    add_animation_options(parser)
+    add_quiet_option(parser)
+    return parser
+
+
+def settings_from(args: argparse.Namespace) -> AnimationSettings:
+    from ..pipeline import AnimationSettings
+
+    return validated(AnimationSettings(**shared_settings(args), loop=args.loop), ANIMATION_FLAGS)
+
+
+def check_inputs(
+    args: argparse.Namespace,
+) -> tuple[AnimationSettings, Path, float, torch.Tensor | None, torch.device, torch.dtype]:
+    """Validate everything cheap to check; return (settings, output path, fps, image tensor or None, device, dtype)."""
+    check_model_choice(args)
+    if not args.demo and not args.image:
+        raise UsageError("give the IMAGE to animate (only --demo runs without one).")
+    check_download_choice(args)
+    settings = settings_from(args)
+    out, fps = check_output(args)
+    image = read_image(args.image, "IMAGE") if args.image else None
+    device, dtype = check_device_and_model(args)
+    return settings, out, fps, image, device, dtype
+
+
+def interrupted_message(args: argparse.Namespace) -> str:
+    return f"interrupted; no video was written to {args.out}."
+
+
+def request_of(args: argparse.Namespace, settings: AnimationSettings, fps: float, device: torch.device,
+               dtype: torch.dtype) -> dict:
+    """What the sidecar records as asked for one animation."""
+    from ..sidecar import settings_record
+    from .clip import input_identity, model_identity
+
+    return {"command": "animate", "image": input_identity(args.image, "demo sample image"),
+            "settings": settings_record(settings), "fps": fps, "model": model_identity(args, device, dtype)}
+
+
+def animation_clip(image: torch.Tensor, settings: AnimationSettings, out: Path, fps: float,
+                   request: dict | None) -> Clip:
+    """The clip that animates ``image`` with ``settings`` into ``out``."""
+    from .. import pipeline
+
+    return Clip(render=lambda components, progress: pipeline.animate(components, image, settings, progress=progress),
+                stages=("Denoising",), steps=settings.steps, out=out, fps=fps, request=request)
+
+
+def demo_input(settings: AnimationSettings) -> torch.Tensor:
+    """The demo's sample image (and its prompt when none was given)."""
+    from ...preprocess import load_image
+    from ..demo import DEMO_PROMPT, SAMPLE_IMAGE
+
+    if not settings.prompt:
+        settings.prompt = DEMO_PROMPT
+    return load_image(SAMPLE_IMAGE)
+
+
+def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
+    settings, out, fps, image, device, dtype = check_inputs(args)
+    say = sayer(args.quiet, stderr)
+    say_settings(args, settings, stderr, say)
+    if image is None:
+        image = demo_input(settings)
+    request = None if args.no_sidecar else request_of(args, settings, fps, device, dtype)
+    components = load_components(args, device, dtype, stderr, say)
+    if components is None:
+        return EXIT_FAILURE
+    result, written = make_clip(components, animation_clip(image, settings, out, fps, request), stderr=stderr,
+                                quiet=args.quiet)
+    say(f"seed {result.seed}, motion id {result.motion_id:g}, {settings.init} init")
+    print(wrote_line(written, result, fps), file=stdout)
+    return EXIT_OK

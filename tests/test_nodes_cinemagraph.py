@@ -1,0 +1,155 @@
+"""Cinemagraphs in a real ComfyUI: Cinemo Conditioning's motion_mask keeps still regions exactly still under
+every sampler path (Cinemo Sampler, core KSampler, SamplerCustomAdvanced, context windows, the seamless loop).
+
+The golden tiny case (latent 8x16, so 64x128 pixels) with a mask whose left half moves and right half is still,
+aligned to the 8x8 latent cells: the still cells must hold a residual of exactly 0.0 and the moving ones must
+move. Without the finishing blend of the model's SAMPLER_SAMPLE wrapper the still cells keep the schedule's
+last noise (measured up to 0.22), so these tests fail without it.
+"""
+
+import logging
+
+import pytest
+import torch
+from comfy_models import call_node, golden_conditioning
+
+MOVING_COLUMNS = slice(0, 8)  # latent columns under the mask's white (left) half
+STILL_COLUMNS = slice(8, 16)
+
+
+def half_mask(height=64, width=128, batch=1):
+    mask = torch.zeros(batch, height, width)
+    mask[:, :, : width // 2] = 1.0
+    return mask
+
+
+def masked_conditioning(golden, mask, frames=8, **extra):
+    positive, negative, latent, first_frame = golden_conditioning(golden, frames=frames)
+    _, _, masked, = call_node(
+        "CinemoConditioning", positive=[[golden["encoder_hidden_states"], {}]],
+        negative=[[golden["negative_encoder_hidden_states"], {}]], first_frame=first_frame, intensity=0,
+        frames=frames, raw_motion_id=float(golden["motion_bucket_id"].item()), motion_mask=mask, **extra,
+    )
+    return positive, negative, masked, first_frame, latent
+
+
+def cinemo_sampler(model, positive, negative, latent, first_frame, steps=4, sampler="ddim", scheduler="cinemo_ddim"):
+    (out,) = call_node("CinemoSampler", model=model, positive=positive, negative=negative, latent_image=latent,
+                       first_frame=first_frame, seed=3, steps=steps, cfg=7.5, sampler_name=sampler,
+                       scheduler=scheduler, dct_init=True, low_pass=0.23, noise_timestep=975)
+    return out["samples"]
+
+
+def ksampler(model, positive, negative, latent, steps=4):
+    (out,) = call_node("KSampler", model=model, seed=3, steps=steps, cfg=7.5, sampler_name="euler",
+                       scheduler="normal", positive=positive, negative=negative, latent_image=latent, denoise=1.0)
+    return out["samples"]
+
+
+def custom_advanced(model, positive, negative, latent, first_frame, steps=4):
+    (guider,) = call_node("CFGGuider", model=model, positive=positive, negative=negative, cfg=7.5)
+    (sampler,) = call_node("KSamplerSelect", sampler_name="dpmpp_2m")
+    (sigmas,) = call_node("CinemoScheduler", steps=steps)
+    (noise,) = call_node("CinemoInitNoise", first_frame=first_frame, seed=3, low_pass=0.23, noise_timestep=975,
+                         mode="dct")
+    out, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                       latent_image=latent)
+    return out["samples"]
+
+
+def assert_cinemagraph(residual):
+    assert residual.abs().amax().item() > 0.05  # the moving half moves
+    assert residual[..., MOVING_COLUMNS].abs().amax(dim=(-1, -2)).min().item() > 1e-3  # in every frame
+    still = residual[..., STILL_COLUMNS]
+    assert torch.count_nonzero(still) == 0, f"still region keeps a residual up to {still.abs().max().item():.3g}"
+
+
+def test_conditioning_puts_the_latent_mask_on_the_residual(comfyui, golden):
+    _, _, latent, _, plain = masked_conditioning(golden, half_mask())
+    mask = latent["noise_mask"]
+    assert list(mask.shape) == [1, 1, 7, 8, 16]
+    assert torch.equal(mask[..., MOVING_COLUMNS], torch.ones_like(mask[..., MOVING_COLUMNS]))
+    assert torch.equal(mask[..., STILL_COLUMNS], torch.zeros_like(mask[..., STILL_COLUMNS]))
+    assert torch.equal(latent["samples"], plain["samples"])
+    # a soft border: a cell half covered by moving pixels gets 0.5 (area), not 0 or 1
+    soft = torch.zeros(1, 64, 128)
+    soft[:, :, :68] = 1.0
+    _, _, soft_latent, _, _ = masked_conditioning(golden, soft)
+    assert soft_latent["noise_mask"][0, 0, 0, 0, 8].item() == pytest.approx(0.5)
+    # the mask is fitted like the picture: a mask of the picture's size at twice the resolution is the same
+    _, _, large, _, _ = masked_conditioning(golden, half_mask(128, 256))
+    assert torch.equal(large["noise_mask"], mask)
+
+
+@pytest.mark.parametrize("path", ["cinemo_sampler", "cinemo_sampler_euler", "ksampler", "custom_advanced"])
+def test_still_region_is_exactly_still_under_every_sampler(golden_model, golden, path):
+    positive, negative, latent, first_frame, _ = masked_conditioning(golden, half_mask())
+    if path == "cinemo_sampler":
+        residual = cinemo_sampler(golden_model, positive, negative, latent, first_frame)
+    elif path == "cinemo_sampler_euler":
+        residual = cinemo_sampler(golden_model, positive, negative, latent, first_frame, sampler="euler_ancestral",
+                                  scheduler="karras")
+    elif path == "ksampler":
+        residual = ksampler(golden_model, positive, negative, latent)
+    else:
+        residual = custom_advanced(golden_model, positive, negative, latent, first_frame)
+    assert_cinemagraph(residual)
+
+
+def test_still_region_is_exactly_still_with_context_windows_and_the_loop(golden_model, golden):
+    positive, negative, latent, first_frame, _ = masked_conditioning(golden, half_mask(), frames=12)
+    (windowed,) = call_node("CinemoContextWindows", model=golden_model, window_frames=6, overlap=2,
+                            schedule="standard_uniform", fuse_method="relative")
+    (looped,) = call_node("CinemoSeamlessLoop", model=windowed, ramp_frames=0)
+    for model in (windowed, looped):
+        assert_cinemagraph(cinemo_sampler(model, positive, negative, latent, first_frame))
+        assert_cinemagraph(custom_advanced(model, positive, negative, latent, first_frame))
+
+
+def test_core_set_latent_noise_mask_is_exact_too(golden_model, golden):
+    """The blend is on the model, so a mask from core Set Latent Noise Mask is kept exactly as well."""
+    positive, negative, latent, first_frame = golden_conditioning(golden)
+    (masked,) = call_node("SetLatentNoiseMask", samples=latent, mask=half_mask(8, 16))
+    residual = custom_advanced(golden_model, positive, negative, masked, first_frame)
+    assert_cinemagraph(residual)
+
+
+def test_unpainted_and_all_moving_masks_change_nothing(golden_model, golden, caplog):
+    positive, negative, latent, first_frame, _ = masked_conditioning(golden, half_mask())
+    plain = golden_conditioning(golden)[2]
+    expected = cinemo_sampler(golden_model, positive, negative, plain, first_frame)
+    with caplog.at_level(logging.INFO):
+        _, _, unpainted, _, _ = masked_conditioning(golden, torch.zeros(1, 64, 64))  # Load Image, no alpha
+    assert "nothing painted" in caplog.text
+    _, _, all_moving, _, _ = masked_conditioning(golden, torch.ones(1, 64, 128))
+    for latent in (unpainted, all_moving):
+        assert "noise_mask" not in latent
+        assert torch.equal(cinemo_sampler(golden_model, positive, negative, latent, first_frame), expected)
+
+
+def test_deliberately_still_mask_gives_a_still_video_and_says_so(golden_model, golden, caplog):
+    with caplog.at_level(logging.WARNING):
+        positive, negative, latent, first_frame, _ = masked_conditioning(golden, torch.zeros(1, 64, 128))
+    assert "still everywhere" in caplog.text
+    residual = cinemo_sampler(golden_model, positive, negative, latent, first_frame)
+    assert torch.count_nonzero(residual) == 0
+
+
+def test_invert_mask_swaps_what_moves(comfyui, golden):
+    _, _, latent, _, _ = masked_conditioning(golden, half_mask(), invert_mask=True)
+    assert torch.equal(latent["noise_mask"][..., STILL_COLUMNS], torch.ones(1, 1, 7, 8, 8))
+    assert torch.equal(latent["noise_mask"][..., MOVING_COLUMNS], torch.zeros(1, 1, 7, 8, 8))
+
+
+def test_bad_masks_are_named(comfyui, golden):
+    with pytest.raises(ValueError, match="motion_mask holds 3 masks but there are 1 videos"):
+        masked_conditioning(golden, half_mask(batch=3))
+    with pytest.raises(ValueError, match="motion_mask holds NaN"):
+        masked_conditioning(golden, torch.full((1, 64, 128), float("nan")))
+    with pytest.raises(ValueError, match="motion_mask must be a MASK"):
+        masked_conditioning(golden, torch.zeros(1, 0, 128))
+    positive, negative, _, first_frame = golden_conditioning(golden)
+    fitted = {**first_frame, "cinemo_source_size": (300, 400)}  # First Frame Encode of a 400x300 picture
+    with pytest.raises(ValueError, match="motion_mask is 128x64 pixels but the image is 400x300"):
+        call_node("CinemoConditioning", positive=positive, negative=negative, first_frame=fitted, intensity=0,
+                  frames=8, motion_mask=half_mask())

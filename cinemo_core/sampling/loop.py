@@ -51,15 +51,23 @@ def return_weights(num_frames: int, ramp: int) -> torch.Tensor:
 def pull_towards_first_frame(
     eps: torch.Tensor, x: torch.Tensor, timestep: int, schedule: CinemoSchedule, weights: torch.Tensor
 ) -> torch.Tensor:
-    """The noise prediction whose clean residual is ``weights`` times the one ``eps`` implies.
-
-    ``x`` is the current sample ``[B, 4, F, h, w]`` at ``timestep``. Frames with weight 1 keep ``eps``
-    exactly; the others get ``eps + sqrt(a / (1 - a)) * (1 - w) * x0``, which is
-    ``(x - sqrt(a) * w * x0) / sqrt(1 - a)`` rewritten so that rounding cannot touch the unscaled frames.
-    """
+    """The noise prediction whose clean residual is ``weights`` (one per frame) times the one ``eps`` implies."""
     if weights.shape != (x.shape[2],):
         raise ValueError(f"weights must have one entry per frame ({x.shape[2]}), got {list(weights.shape)}.")
+    return scale_clean_residual(eps, x, timestep, schedule, weights.view(1, 1, -1, 1, 1))
+
+
+def scale_clean_residual(
+    eps: torch.Tensor, x: torch.Tensor, timestep: int, schedule: CinemoSchedule, factor: torch.Tensor
+) -> torch.Tensor:
+    """The noise prediction whose clean residual is ``factor`` times the one ``eps`` implies.
+
+    ``x`` is the current sample ``[B, 4, F, h, w]`` at ``timestep``; ``factor`` broadcasts to it (per frame for
+    loops, per latent cell for a motion mask, or both). Where the factor is 1, ``eps`` is kept exactly; elsewhere
+    it becomes ``eps + sqrt(a / (1 - a)) * (1 - factor) * x0``, which is ``(x - sqrt(a) * factor * x0) / sqrt(1 - a)``
+    rewritten so that rounding cannot touch the unscaled entries.
+    """
     alpha = schedule.alphas_cumprod[int(timestep)].to(device=x.device, dtype=torch.float64)
     x0 = (x - (1 - alpha).sqrt().to(x.dtype) * eps) / alpha.sqrt().to(x.dtype)
-    pull = (1 - weights).to(device=x.device, dtype=x.dtype).view(1, 1, -1, 1, 1)
+    pull = (1 - factor).to(device=x.device, dtype=x.dtype)
     return eps + (alpha / (1 - alpha)).sqrt().to(x.dtype) * pull * x0

@@ -16,8 +16,9 @@ import torch
 
 from .context_windows import ContextWindows, windowed_prediction
 from ..finite import check_model_output
-from .loop import pull_towards_first_frame, return_weights
+from .loop import return_weights, scale_clean_residual
 from .schedule import CinemoSchedule
+from .still import keep_still
 
 
 class MotionUNet(Protocol):
@@ -123,6 +124,7 @@ def sample_residual(
     schedule: CinemoSchedule | None = None,
     windows: ContextWindows | None = None,
     loop_ramp: int = 0,
+    motion_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Denoise the motion residual with DDIM over the official timesteps.
 
@@ -145,6 +147,8 @@ def sample_residual(
             :mod:`cinemo_core.sampling.context_windows`); shorter residuals are sampled in one pass, exactly as without.
         loop_ramp: for a seamless loop, the last ``loop_ramp`` frames glide back to the first frame
             (see :mod:`cinemo_core.sampling.loop`); 0 = off.
+        motion_mask: a cinemagraph's latent mask [B or 1, h, w] (1 = moves, 0 = stays still, see
+            :mod:`cinemo_core.sampling.still`); the residual is exactly 0 where it is 0. None = all moves.
 
     Returns:
         The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.
@@ -163,7 +167,12 @@ def sample_residual(
     )
 
     num_frames = init_latents.shape[2]
-    loop_weights = return_weights(num_frames, loop_ramp) if loop_ramp else None
+    factor = None  # the clean residual's scale: per frame for loops, per latent cell for a motion mask
+    if loop_ramp:
+        factor = return_weights(num_frames, loop_ramp).view(1, 1, -1, 1, 1).to(init_latents)
+    mask = _mask_factor(motion_mask, init_latents) if motion_mask is not None else None
+    if mask is not None:
+        factor = mask if factor is None else factor * mask
     windowed = windows is not None and windows.applies_to(num_frames)
 
     latents = init_latents
@@ -172,12 +181,29 @@ def sample_residual(
             eps = windowed_prediction(functools.partial(conditioning.eps, unet, t=t), latents, windows, step=i)
         else:
             eps = conditioning.eps(unet, latents, t)
-        if loop_weights is not None:
-            eps = pull_towards_first_frame(eps, latents, t, schedule, loop_weights)
+        if factor is not None:
+            eps = scale_clean_residual(eps, latents, t, schedule, factor)
         latents = schedule.ddim_step(eps, t, latents, steps, eta=eta, generator=generator)
         if callback is not None:
             callback(i, len(timesteps), t, latents)
-    return latents
+    # the official schedule ends at a non-zero noise level: what is left of it in still cells goes too
+    return latents if mask is None else keep_still(latents, mask)
+
+
+def _mask_factor(motion_mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """A latent motion mask [B or 1, h, w] as a factor [B, 1, 1, h, w] on ``latents`` [B, 4, F, h, w]."""
+    batch, _, _, height, width = latents.shape
+    if not isinstance(motion_mask, torch.Tensor) or motion_mask.dim() != 3 or tuple(motion_mask.shape[1:]) != (
+        height, width
+    ):
+        raise ValueError(
+            f"motion_mask must be a latent mask [videos, {height}, {width}] (see cinemo_core.sampling.still."
+            f"latent_mask), got {list(getattr(motion_mask, 'shape', [])) or type(motion_mask).__name__}."
+        )
+    if not torch.isfinite(motion_mask).all() or motion_mask.min() < 0 or motion_mask.max() > 1:
+        raise ValueError("motion_mask must hold values from 0 (still) to 1 (moves).")
+    mask = _batched("motion_mask", motion_mask, batch, 3)
+    return mask[:, None, None].to(device=latents.device, dtype=latents.dtype)
 
 
 def assemble_video_latents(base_content: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

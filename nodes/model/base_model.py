@@ -13,9 +13,11 @@ import torch
 
 from ...cinemo_core.model.checkpoint import CheckpointError, prepare_unet_state_dict
 from ...cinemo_core.model.config import CinemoUNetConfig
+from ...cinemo_core.model.devices import CpuFeatures
 from ...cinemo_core.finite import check_model_output
 from ...cinemo_core.model.memory import step_memory_bytes
 from ...cinemo_core.model.unet import CinemoUNet3D
+from ...cinemo_core.settings import CLIP_TOKENS
 from ..comfy_compat import (
     EPS_PREDICTION,
     BaseModel,
@@ -36,28 +38,27 @@ from ..comfy_compat import (
 from ...cinemo_core.sampling.still import keep_still
 from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
+from .cpu_precision import cpu_model_dtypes
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
 from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separately
-from .precision import cpu_precision, log_once
 
 #: Conditioning keys Cinemo Conditioning sets and ``CinemoModel.extra_conds`` reads.
 FIRST_FRAME_KEY = "cinemo_first_frame"
 MOTION_ID_KEY = "cinemo_motion_id"
 #: CLIP's positions per prompt chunk, for the memory estimate when no prompt is known yet.
-CLIP_TOKENS = 77
 
 
 def _with_float_embeddings(operations: Any) -> Any:
     """``operations`` whose Embedding returns float32 even when its weight is stored as fp8.
 
-    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless given ``out_dtype`` (its uncast one
-    always does), and an fp8 lookup is not supported on every backend.
+    ComfyUI's cast-on-the-fly Embedding keeps the stored dtype unless given ``out_dtype``, and an fp8 lookup
+    is not supported on every backend.
     """
 
     class Embedding(operations.Embedding):
         def forward(self, input: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-            # the uncast path (weights stored in the compute dtype) drops out_dtype; an upcast is exact
-            return super().forward(input, out_dtype=out_dtype or torch.float32).to(out_dtype or torch.float32)
+            dtype = out_dtype or torch.float32  # the weight-init-free Embedding (no manual cast) ignores out_dtype
+            return super().forward(input, out_dtype=dtype).to(dtype)
 
     return type(f"Cinemo{operations.__name__}", (operations,), {"Embedding": Embedding})
 
@@ -200,33 +201,32 @@ def build_model_patcher(
     *,
     weight_dtype: torch.dtype | None = None,
     source: str = "<state dict>",
+    cpu_features: CpuFeatures | None = None,
 ) -> ModelPatcher:
     """A Cinemo MODEL from a state dict in any published layout (unwrapped, identified and checked here).
 
     Args:
         state_dict: the weights (consumed).
         config: the architecture (None: inferred from the weights).
-        weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do,
-            except on a CPU that computes bfloat16 natively: bfloat16, see ``precision.py``); fp8 weights are
-            computed in ComfyUI's manual-cast dtype, or bfloat16 on such a CPU.
+        weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do);
+            fp8 weights are computed in ComfyUI's manual-cast dtype.
         source: where the weights came from, for error messages.
+        cpu_features: what the CPU computes natively, when ComfyUI runs on the CPU (None: this machine's);
+            see ``cpu_precision.cpu_model_dtypes``.
 
     Raises:
         CheckpointError: the weights are not a complete Cinemo UNet (``NotACinemoUNetError`` names the model).
     """
     config, state_dict = prepare_unet_state_dict(state_dict, config, source=source)
     device = load_device()
-    compute_dtype = None
     if device.type == "cpu":
-        precision = cpu_precision(weight_dtype)
-        log_once(precision)
-        weight_dtype, compute_dtype = precision.storage, precision.compute
-    if weight_dtype is None:
-        weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
-    if compute_dtype is None:
-        compute_dtype = manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES)
+        weight_dtype, cast_dtype = cpu_model_dtypes(weight_dtype, cpu_features)
+    else:
+        if weight_dtype is None:
+            weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
+        cast_dtype = manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES)
     model_config = CinemoModelConfig(config)
-    model_config.set_inference_dtype(weight_dtype, compute_dtype)
+    model_config.set_inference_dtype(weight_dtype, cast_dtype)
     model = CinemoModel(model_config, device=offload_device())
     missing, unexpected = model.diffusion_model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:  # prepare_unet_state_dict guarantees the key set; this guards the adapter

@@ -61,11 +61,9 @@ class CinemoModelLoader(io.ComfyNode):
                     options=list(WEIGHT_DTYPES),
                     default="default",
                     tooltip=(
-                        "How the weights are stored in memory. 'default' lets ComfyUI choose for your device, "
-                        "except on a CPU that computes bf16 natively (AVX512-BF16 or AMX): there the model is "
-                        "stored and computed in bf16 (about 3x faster than fp32; the log says which was chosen "
-                        "and why). 'fp32' forces float32 (exact, slower). fp8 halves the memory of fp16 and "
-                        "computes in fp16/bf16 (slight quality loss)."
+                        "How the weights are stored in memory. 'default' lets ComfyUI choose for your device (on a CPU with "
+                        "AVX512-BF16 or AMX: bf16, about 3x faster than fp32; fp32 forces float32); "
+                        "fp8 halves the memory of fp16 and computes in fp16/bf16 (slight quality loss)."
                     ),
                 ),
             ],

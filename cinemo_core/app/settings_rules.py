@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Any, Sequence
 
 import numpy as np
@@ -92,6 +93,17 @@ def check_sampling_settings(settings: Any, *, init_modes: Sequence[str]) -> None
             f"DCT noise timestep must be an integer from 0 to 999 (official "
             f"{default_of(settings, 'dct_noise_timestep')}), got {settings.dct_noise_timestep!r}.",
         )
+
+
+def check_motion_mask_settings(settings: Any) -> None:
+    """``motion_mask``: None or a file path (read when the video is made); ``invert_mask``: a bool that needs it."""
+    mask = settings.motion_mask
+    if mask is not None and (not isinstance(mask, (str, os.PathLike)) or not os.fspath(mask)):
+        raise SettingError("motion_mask", f"motion_mask must be the path of a mask picture or None, got {mask!r}.")
+    if not isinstance(settings.invert_mask, bool):
+        raise SettingError("invert_mask", f"invert_mask must be True or False, got {settings.invert_mask!r}.")
+    if settings.invert_mask and mask is None:
+        raise SettingError("invert_mask", "invert_mask flips a motion mask: give motion_mask too.")
 
 
 def check_guidance_scale(settings: Any, name: str, label: str) -> None:

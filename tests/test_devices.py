@@ -89,3 +89,14 @@ def test_this_machine_is_probed_and_auto_follows_the_probe():
     assert probed.aten_capability == str(torch.backends.cpu.get_cpu_capability())
     native, _ = native_cpu_bf16(probed)
     assert resolve_dtype("auto", CPU) == (torch.bfloat16 if native else torch.float32)
+
+
+@pytest.mark.parametrize("flags,expected", [(("avx512f", "avx512_bf16"), torch.bfloat16), (("avx512f",), torch.float32)])
+def test_cpu_compute_dtype_is_the_one_decision_behind_auto(flags, expected):
+    from cinemo_core.model.devices import cpu_compute_dtype
+
+    cpu_features = features(flags)
+    choice = cpu_compute_dtype(cpu_features)
+    assert choice.dtype == expected
+    assert choice.reason == f"auto on the CPU: {native_cpu_bf16(cpu_features)[1]}"
+    assert choose_dtype("auto", CPU, cpu_features) == choice

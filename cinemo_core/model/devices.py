@@ -164,6 +164,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
+def cpu_compute_dtype(cpu_features: CpuFeatures | None = None) -> DtypeChoice:
+    """The dtype to compute in on the CPU unless the user says otherwise, and why: bfloat16 where
+    :func:`native_cpu_bf16` says the CPU computes it natively (about 3x float32), else float32 (bfloat16 is
+    emulated there, many times slower). The one decision behind the standalone ``--dtype auto`` and the
+    Cinemo MODEL on a ComfyUI CPU. ``cpu_features`` defaults to this machine's (:func:`probe_cpu_features`).
+    """
+    native, why = native_cpu_bf16(cpu_features or probe_cpu_features())
+    return DtypeChoice(torch.bfloat16 if native else torch.float32, f"auto on the CPU: {why}")
+
+
 def choose_dtype(name: str, device: torch.device, cpu_features: CpuFeatures | None = None) -> DtypeChoice:
     """The compute dtype for ``name`` (``auto``, ``fp16``, ``bf16``, ``fp32``) on ``device``, and why.
 
@@ -177,8 +187,7 @@ def choose_dtype(name: str, device: torch.device, cpu_features: CpuFeatures | No
     if text == "auto":
         if device.type in ("cuda", "mps"):
             return DtypeChoice(torch.float16, f"auto: float16 on the {device.type.upper()} GPU")
-        native, why = native_cpu_bf16(cpu_features or probe_cpu_features())
-        return DtypeChoice(torch.bfloat16 if native else torch.float32, f"auto on the CPU: {why}")
+        return cpu_compute_dtype(cpu_features)
     if text not in DTYPE_NAMES:
         raise ValueError(f"Unknown dtype {name!r}; use one of {', '.join(DTYPE_CHOICES)}.")
     dtype = DTYPE_NAMES[text]

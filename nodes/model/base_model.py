@@ -13,6 +13,7 @@ import torch
 
 from ...cinemo_core.model.checkpoint import CheckpointError, prepare_unet_state_dict
 from ...cinemo_core.model.config import CinemoUNetConfig
+from ...cinemo_core.model.devices import CpuFeatures
 from ...cinemo_core.finite import check_model_output
 from ...cinemo_core.model.memory import step_memory_bytes
 from ...cinemo_core.model.unet import CinemoUNet3D
@@ -36,6 +37,7 @@ from ..comfy_compat import (
 from ...cinemo_core.sampling.still import keep_still
 from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
+from .cpu_precision import cpu_model_dtypes
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
 from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separately
 
@@ -55,7 +57,8 @@ def _with_float_embeddings(operations: Any) -> Any:
 
     class Embedding(operations.Embedding):
         def forward(self, input: torch.Tensor, out_dtype: torch.dtype | None = None) -> torch.Tensor:
-            return super().forward(input, out_dtype=out_dtype or torch.float32)
+            dtype = out_dtype or torch.float32  # the weight-init-free Embedding (no manual cast) ignores out_dtype
+            return super().forward(input, out_dtype=dtype).to(dtype)
 
     return type(f"Cinemo{operations.__name__}", (operations,), {"Embedding": Embedding})
 
@@ -198,6 +201,7 @@ def build_model_patcher(
     *,
     weight_dtype: torch.dtype | None = None,
     source: str = "<state dict>",
+    cpu_features: CpuFeatures | None = None,
 ) -> ModelPatcher:
     """A Cinemo MODEL from a state dict in any published layout (unwrapped, identified and checked here).
 
@@ -207,16 +211,22 @@ def build_model_patcher(
         weight_dtype: storage dtype (None: what ComfyUI picks for this device and file, as core loaders do);
             fp8 weights are computed in ComfyUI's manual-cast dtype.
         source: where the weights came from, for error messages.
+        cpu_features: what the CPU computes natively, when ComfyUI runs on the CPU (None: this machine's);
+            see ``cpu_precision.cpu_model_dtypes``.
 
     Raises:
         CheckpointError: the weights are not a complete Cinemo UNet (``NotACinemoUNetError`` names the model).
     """
     config, state_dict = prepare_unet_state_dict(state_dict, config, source=source)
     device = load_device()
-    if weight_dtype is None:
-        weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
+    if device.type == "cpu":
+        weight_dtype, cast_dtype = cpu_model_dtypes(weight_dtype, cpu_features)
+    else:
+        if weight_dtype is None:
+            weight_dtype = storage_dtype(state_dict, SUPPORTED_COMPUTE_DTYPES)
+        cast_dtype = manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES)
     model_config = CinemoModelConfig(config)
-    model_config.set_inference_dtype(weight_dtype, manual_cast_dtype(weight_dtype, device, SUPPORTED_COMPUTE_DTYPES))
+    model_config.set_inference_dtype(weight_dtype, cast_dtype)
     model = CinemoModel(model_config, device=offload_device())
     missing, unexpected = model.diffusion_model.load_state_dict(state_dict, strict=False)
     if missing or unexpected:  # prepare_unet_state_dict guarantees the key set; this guards the adapter

@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-TRAINED_WIDTH = 512
-TRAINED_HEIGHT = 320
+from .settings import DEFAULT_HEIGHT as TRAINED_HEIGHT
+from .settings import DEFAULT_WIDTH as TRAINED_WIDTH
+from .settings import SIDE_MULTIPLE, crop_note
 #: Transparent pixels are composited onto this background (white), in 0..1.
 ALPHA_BACKGROUND = 1.0
 
@@ -25,8 +26,10 @@ ALPHA_BACKGROUND = 1.0
 def check_size(width: int, height: int) -> None:
     """Require positive multiples of 8; warn outside the trained 512x320."""
     for name, value in (("width", width), ("height", height)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 8:
-            raise ValueError(f"{name} must be a positive multiple of 8 (the VAE downsamples by 8), got {value!r}.")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % SIDE_MULTIPLE:
+            raise ValueError(
+                f"{name} must be a positive multiple of {SIDE_MULTIPLE} (the VAE downsamples by 8), got {value!r}."
+            )
     if (width, height) != (TRAINED_WIDTH, TRAINED_HEIGHT):
         warnings.warn(
             f"Cinemo was trained at {TRAINED_WIDTH}x{TRAINED_HEIGHT}; at {width}x{height} quality may drop.",
@@ -45,6 +48,8 @@ def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRA
         image: [B, H, W, C] in 0..1 (ComfyUI IMAGE layout); C = 3, or 1 (grey, repeated) or
             4 (RGBA, composited onto white).
         width, height: output size, positive multiples of 8.
+
+    Warns when the crop keeps less than about half of the image's width or height.
 
     Returns:
         [B, 3, height, width] in [-1, 1]; float64 for float64 input, float32 otherwise.
@@ -66,6 +71,8 @@ def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRA
     x = x.permute(0, 3, 1, 2)
 
     h_in, w_in = x.shape[-2:]
+    if note := crop_note(w_in, h_in, width, height):
+        warnings.warn(note[0].upper() + note[1:], stacklevel=2)
     scale = max((height + 1) / h_in, (width + 1) / w_in)
     # Passing scale_factor (not size) matters: torch then maps coordinates with 1/scale, as the official code does.
     x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)

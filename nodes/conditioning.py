@@ -10,51 +10,41 @@ import logging
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.settings import DEFAULT_FRAMES, DEFAULT_INTENSITY, MAX_FRAMES, TRAINED_FRAMES
 from ..cinemo_core.finite import check_text_embeddings
-from ..cinemo_core.sampling.motion import MAX_INTENSITY, MIN_INTENSITY, intensity_to_motion_id
-from ..cinemo_core.sampling.motion import raw_motion_id as checked_raw_motion_id
+from ..cinemo_core.settings import (
+    DEFAULT_FRAMES,
+    DEFAULT_INTENSITY,
+    MAX_FRAMES,
+    MAX_INTENSITY,
+    MAX_MOTION_ID,
+    MIN_FRAMES,
+    MIN_INTENSITY,
+    TRAINED_FRAMES,
+    check_frames,
+    check_intensity,
+    check_motion_id,
+    intensity_to_motion_id,
+)
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .comfy_compat import conditioning_with, intermediate_device
 from .latents import SOURCE_SIZE_KEY, first_frame_samples
 from ..cinemo_core.sampling.still import as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask
+from .setting_inputs import InputCheck, input_problems
 from .model.guards import require_cinemo_model
 
 LOG = logging.getLogger(__name__)
 
 #: ``raw_motion_id`` values below 0 mean "use intensity".
 RAW_ID_OFF = -1.0
-MAX_RAW_ID = 1000.0
-
-
-def intensity_error(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_INTENSITY <= value <= MAX_INTENSITY:
-        return (
-            f"intensity must be a whole number from {MIN_INTENSITY} (least motion) to {MAX_INTENSITY} (most motion), "
-            f"got {value!r}."
-        )
-    return None
-
-
-def frames_error(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= MAX_FRAMES:
-        return (
-            f"frames must be from 2 (the image plus one generated frame) to {MAX_FRAMES}; the model was trained on "
-            f"{TRAINED_FRAMES}. Got {value!r}."
-        )
-    return None
-
-
-def raw_id_error(value: object) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not RAW_ID_OFF <= value <= MAX_RAW_ID:
-        return f"raw_motion_id must be from 0 to {MAX_RAW_ID:g}, or {RAW_ID_OFF:g} to use intensity; got {value!r}."
-    return None
 
 
 def input_errors(intensity: object, frames: object, raw_motion_id: object) -> list[str]:
-    """What is wrong with the given settings (None = not known yet)."""
-    checks = ((intensity, intensity_error), (frames, frames_error), (raw_motion_id, raw_id_error))
-    return [error for value, check in checks if value is not None and (error := check(value))]
+    """What is wrong with the given settings, by the rules of :mod:`cinemo_core.settings` (None = not known yet;
+    a negative ``raw_motion_id`` means "use intensity")."""
+    checks: list[InputCheck] = [("intensity", check_intensity, intensity), ("frames", check_frames, frames)]
+    if not isinstance(raw_motion_id, (int, float)) or isinstance(raw_motion_id, bool) or raw_motion_id >= 0:
+        checks.append(("raw_motion_id", lambda value: check_motion_id(value, warn=False), raw_motion_id))
+    return input_problems(checks)
 
 
 def _check_text_width(conditioning: list, input_name: str, expected: int) -> None:
@@ -90,12 +80,13 @@ class CinemoConditioning(io.ComfyNode):
                     tooltip="Motion intensity: 0 = almost still, 19 = strongest motion (raw id 99 - intensity).",
                 ),
                 io.Int.Input(
-                    "frames", default=DEFAULT_FRAMES, min=2, max=MAX_FRAMES,
+                    "frames", default=DEFAULT_FRAMES, min=MIN_FRAMES, max=MAX_FRAMES,
                     tooltip=f"Frames per video including the first image. The model was trained on {TRAINED_FRAMES}.",
                 ),
                 io.Float.Input(
-                    "raw_motion_id", default=RAW_ID_OFF, min=RAW_ID_OFF, max=MAX_RAW_ID, step=1.0, optional=True,
-                    tooltip="Advanced: a raw motion id for the model, overriding intensity. -1 = use intensity.",
+                    "raw_motion_id", default=RAW_ID_OFF, min=RAW_ID_OFF, max=MAX_MOTION_ID, step=1.0, optional=True,
+                    tooltip="Advanced: a raw motion id for the model (0..1000), overriding intensity; the released weights were "
+                    "trained on 80..99 (others log a warning). -1 = use intensity.",
                 ),
                 io.Model.Input(
                     "model", optional=True,
@@ -142,7 +133,7 @@ class CinemoConditioning(io.ComfyNode):
             _check_text_width(positive, "positive", width)
             _check_text_width(negative, "negative", width)
         if raw_motion_id >= 0:
-            motion_id = checked_raw_motion_id(float(raw_motion_id))
+            motion_id = check_motion_id(float(raw_motion_id))
         else:
             motion_id = intensity_to_motion_id(intensity)
         values = {FIRST_FRAME_KEY: samples, MOTION_ID_KEY: motion_id}

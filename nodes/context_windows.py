@@ -13,6 +13,7 @@ from comfy_api.latest import io
 
 from ..cinemo_core.sampling.context_windows import BATCHED, FUSE_METHODS, OVERLAP_LINEAR, STANDARD_STATIC, STANDARD_UNIFORM
 from ..cinemo_core.settings import (
+    FRAME_DIM,
     CONTEXT_WINDOW_FUSE,
     CONTEXT_WINDOW_OVERLAP,
     CONTEXT_WINDOW_SCHEDULE,
@@ -23,7 +24,6 @@ from .comfy_compat import ContextHandler, ContextWindow, context_fuse_method, co
 from .model.guards import require_cinemo_model
 
 #: The residual frame axis of Cinemo's latent [N, 4, F - 1, h, w].
-FRAME_DIM = 2
 #: Looped schedules put the last frames right after the first image: not offered (see README).
 SCHEDULES = (STANDARD_UNIFORM, STANDARD_STATIC, BATCHED)
 

@@ -5,12 +5,21 @@ ComfyUI's VAE returns the posterior mean, where the official code draws a poster
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.settings import DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.settings import (
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    MAX_SIDE,
+    MIN_SIDE,
+    SIDE_MULTIPLE,
+    crop_note,
+    side_problem,
+)
 from ..cinemo_core.finite import check_encoded_latent
 from ..cinemo_core.preprocess import fit_image
 from .comfy_compat import encode_images, intermediate_device
@@ -21,13 +30,12 @@ def frame_size_error(width: object, height: object) -> str | None:
     """Why the frame size is unusable, naming each side at fault (None: fine, or not known yet)."""
     bad = [
         f"{name} {value!r}" for name, value in (("width", width), ("height", height))
-        if value is not None
-        and (isinstance(value, bool) or not isinstance(value, int) or not MIN_SIDE <= value <= MAX_SIDE or value % 8)
+        if value is not None and side_problem(value)
     ]
     if not bad:
         return None
     return (
-        f"the frame size must be multiples of 8 from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
+        f"the frame size must be multiples of {SIDE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE} pixels (the VAE works on 8x8 "
         f"blocks; Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}): {' and '.join(bad)} "
         f"{'is' if len(bad) == 1 else 'are'} not."
     )
@@ -50,11 +58,11 @@ class CinemoFirstFrameEncode(io.ComfyNode):
                 io.Image.Input("image", tooltip="The image(s) to animate; each image of a batch becomes one video."),
                 io.Vae.Input("vae", tooltip="The Stable Diffusion 1.x VAE (Cinemo's vae/, or its temporal VAE)."),
                 io.Int.Input(
-                    "width", default=DEFAULT_WIDTH, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                    "width", default=DEFAULT_WIDTH, min=MIN_SIDE, max=MAX_SIDE, step=SIDE_MULTIPLE,
                     tooltip="Video width in pixels, a multiple of 8. Cinemo was trained at 512.",
                 ),
                 io.Int.Input(
-                    "height", default=DEFAULT_HEIGHT, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                    "height", default=DEFAULT_HEIGHT, min=MIN_SIDE, max=MAX_SIDE, step=SIDE_MULTIPLE,
                     tooltip="Video height in pixels, a multiple of 8. Cinemo was trained at 320.",
                 ),
             ],
@@ -78,6 +86,8 @@ class CinemoFirstFrameEncode(io.ComfyNode):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the off-size advice is in the tooltip; don't spam the console
             fitted = fit_image(image, width, height)  # [N, 3, height, width] in [-1, 1]
+        if note := crop_note(image.shape[2], image.shape[1], width, height):
+            logging.warning("Cinemo First Frame Encode: %s", note)
         pixels = ((fitted + 1.0) / 2.0).movedim(1, -1)  # back to ComfyUI's IMAGE layout, 0..1
         latent = encode_images(vae, pixels)
         if latent.ndim == 5 and latent.shape[2] == 1:

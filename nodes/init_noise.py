@@ -20,17 +20,22 @@ from ..cinemo_core.settings import (
     DEFAULT_DCT_NOISE_TIMESTEP,
     DEFAULT_EDIT_NOISE_TIMESTEP,
     DEFAULT_INIT,
+    MAX_SEED,
+    MAX_TIMESTEP,
+    MIN_SEED,
+    check_dct_low_pass,
+    check_noise_timestep,
+    check_seed,
 )
 from ..cinemo_core.sampling.schedule import CinemoSchedule
 from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
 from .model.config import latent_scale
+from .setting_inputs import check_inputs
 
-MAX_SEED = 0xFFFFFFFFFFFFFFFF
-MAX_TIMESTEP = 999
 
 
 def seed_input(tooltip: str) -> io.Int.Input:
-    return io.Int.Input("seed", default=0, min=0, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
+    return io.Int.Input("seed", default=MIN_SEED, min=MIN_SEED, max=MAX_SEED, control_after_generate=True, tooltip=tooltip)
 
 
 def dct_inputs(noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP) -> list[io.Int.Input | io.Float.Input]:
@@ -47,6 +52,14 @@ def dct_inputs(noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP) -> list[io.Int.
             f"(official {noise_timestep}).",
         ),
     ]
+
+
+def check_noise_inputs(seed: object, low_pass: object, noise_timestep: object, timestep_input: str = "noise_timestep") -> None:
+    """The seed and DCTInit inputs of a node, by the pipeline's rules (values from links arrive unchecked)."""
+    check_inputs([
+        ("seed", check_seed, seed), ("low_pass", check_dct_low_pass, low_pass),
+        (timestep_input, check_noise_timestep, noise_timestep),
+    ])
 
 
 @dataclass
@@ -145,6 +158,8 @@ class CinemoInitNoise(io.ComfyNode):
         inverted_motion: dict | None = None, inverted_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP,
     ) -> io.NodeOutput:
         samples = first_frame_samples(first_frame, "first_frame")
+        timestep_input = "noise_timestep" if inverted_motion is None else "inverted_noise_timestep"
+        check_noise_inputs(seed, low_pass, noise_timestep if inverted_motion is None else inverted_noise_timestep, timestep_input)
         if inverted_motion is None:
             return io.NodeOutput(CinemoNoise(samples, seed, mode, float(low_pass), int(noise_timestep)))
         inverted = residual_samples(inverted_motion, "inverted_motion") * latent_scale()

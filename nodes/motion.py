@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io, ui
 
+from ..cinemo_core.settings import MAX_FRAME_STEP, MIN_FRAME_STEP
 from ..cinemo_core.sampling.motion import MAX_INTENSITY, MIN_INTENSITY, mean_consecutive_ssim, ssim_to_intensity
 
-MAX_FRAME_STEP = 64
 
 
 def select_frames(images: torch.Tensor, frame_step: int) -> torch.Tensor:
@@ -48,8 +48,8 @@ class CinemoMotionFromVideo(io.ComfyNode):
                 io.Image.Input("images", tooltip="The reference clip: its frames as one IMAGE batch, at least 2."),
                 io.Int.Input(
                     "frame_step",
-                    default=1,
-                    min=1,
+                    default=MIN_FRAME_STEP,
+                    min=MIN_FRAME_STEP,
                     max=MAX_FRAME_STEP,
                     tooltip="Use every n-th frame. Cinemo's clips are 8 fps, so e.g. 3 brings a 24 fps video "
                     "to a comparable frame spacing.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..cinemo_core.settings import DEFAULT_GUIDANCE, DEFAULT_STEPS
+from ..cinemo_core.settings import DEFAULT_GUIDANCE, DEFAULT_STEPS, MAX_SEED, MIN_GUIDANCE, check_guidance
 from ..cinemo_core.finite import check_residual
 from .comfy_compat import (
     fit_latent_channels,
@@ -14,10 +14,11 @@ from .comfy_compat import (
     scheduler_names,
     scheduler_sigmas,
 )
-from .init_noise import CinemoNoise, dct_inputs, seed_input
+from .init_noise import CinemoNoise, check_noise_inputs, dct_inputs, seed_input
 from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
 from .model.guards import require_cinemo_model
 from .scheduler import official_sigmas, steps_input
+from .setting_inputs import check_inputs
 
 #: The scheduler name of the exact official schedule in Cinemo Sampler's list.
 CINEMO_SCHEDULER = "cinemo_ddim"
@@ -46,7 +47,7 @@ class CinemoSampler(io.ComfyNode):
                 seed_input("Seed of the initial noise."),
                 steps_input(f"Denoising steps (official {DEFAULT_STEPS})."),
                 io.Float.Input(
-                    "cfg", default=DEFAULT_GUIDANCE, min=0.0, max=100.0, step=0.1, round=0.01,
+                    "cfg", default=DEFAULT_GUIDANCE, min=MIN_GUIDANCE, max=100.0, step=0.1, round=0.01,
                     tooltip=f"Text guidance scale (official {DEFAULT_GUIDANCE}); 1 disables the negative prompt.",
                 ),
                 io.Combo.Input(
@@ -78,6 +79,9 @@ class CinemoSampler(io.ComfyNode):
         noise=None,
     ) -> io.NodeOutput:
         require_cinemo_model(model, "model")
+        check_inputs([("cfg", check_guidance, cfg)])
+        if noise is None:
+            check_noise_inputs(seed, low_pass, noise_timestep)
         residual = residual_samples(latent_image, "latent_image")
         first = first_frame_samples(first_frame, "first_frame")
         check_residual_matches_first_frame(
@@ -92,7 +96,8 @@ class CinemoSampler(io.ComfyNode):
             sigmas = scheduler_sigmas(model, steps, sampler_name, scheduler)
         samples = sample_with_guidance(
             model, positive, negative, cfg, noise.generate_noise({**latent_image, "samples": residual}), residual,
-            sampler_name, sigmas, seed, denoise_mask=latent_image.get("noise_mask"),
+            # ComfyUI seeds its samplers' own noise with seed + 1, which overflows torch's 64-bit seed at MAX_SEED
+            sampler_name, sigmas, seed % MAX_SEED, denoise_mask=latent_image.get("noise_mask"),
         )
         check_residual(samples, "residual (this node's output)")
         out = {key: value for key, value in latent_image.items() if key != "noise_mask"}

@@ -5,17 +5,19 @@ from __future__ import annotations
 import torch
 from comfy_api.latest import io
 
-from ..cinemo_core.settings import DEFAULT_STEPS, MAX_STEPS
+from ..cinemo_core.settings import DEFAULT_STEPS, MAX_STEPS, MIN_STEPS, check_steps
 from ..cinemo_core.sampling.schedule import CinemoSchedule
+from .setting_inputs import check_inputs
 
 
 def official_sigmas(steps: int) -> torch.Tensor:
     """One sigma per official DDIM timestep (981, 961, ... for 50 steps), then the official final alpha's."""
+    check_inputs([("steps", check_steps, steps)])
     return CinemoSchedule().sigmas_for(steps)
 
 
 def steps_input(tooltip: str) -> io.Int.Input:
-    return io.Int.Input("steps", default=DEFAULT_STEPS, min=1, max=MAX_STEPS, tooltip=tooltip)
+    return io.Int.Input("steps", default=DEFAULT_STEPS, min=MIN_STEPS, max=MAX_STEPS, tooltip=tooltip)
 
 
 class CinemoScheduler(io.ComfyNode):

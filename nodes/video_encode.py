@@ -12,7 +12,18 @@ import torch
 from comfy_api.latest import io
 from einops import rearrange
 
-from ..cinemo_core.settings import DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_WIDTH, MAX_FRAMES, MAX_SIDE, MIN_SIDE
+from ..cinemo_core.settings import (
+    DEFAULT_FRAMES,
+    DEFAULT_HEIGHT,
+    DEFAULT_WIDTH,
+    MAX_FRAME_STEP,
+    MAX_FRAMES,
+    MAX_SIDE,
+    MIN_FRAME_STEP,
+    MIN_FRAMES,
+    MIN_SIDE,
+    SIDE_MULTIPLE,
+)
 from ..cinemo_core.finite import check_encoded_latent
 from ..cinemo_core.preprocess import fit_image
 from ..cinemo_core.sampling.sampler import split_video_latents
@@ -20,7 +31,6 @@ from ..cinemo_core.app.transfer import select_source_frames
 from .comfy_compat import encode_images, intermediate_device
 from .first_frame import frame_size_error
 
-MAX_FRAME_STEP = 64
 
 
 class CinemoVideoEncode(io.ComfyNode):
@@ -41,14 +51,14 @@ class CinemoVideoEncode(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="The source clip, its frames as one IMAGE batch (e.g. Load Video)."),
                 io.Vae.Input("vae", tooltip="The SD 1.x VAE (or Cinemo's temporal VAE); the same as for the edited frame."),
-                io.Int.Input("width", default=DEFAULT_WIDTH, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                io.Int.Input("width", default=DEFAULT_WIDTH, min=MIN_SIDE, max=MAX_SIDE, step=SIDE_MULTIPLE,
                              tooltip="Width in pixels, a multiple of 8; the edited first frame must use the same."),
-                io.Int.Input("height", default=DEFAULT_HEIGHT, min=MIN_SIDE, max=MAX_SIDE, step=8,
+                io.Int.Input("height", default=DEFAULT_HEIGHT, min=MIN_SIDE, max=MAX_SIDE, step=SIDE_MULTIPLE,
                              tooltip="Height in pixels, a multiple of 8; the edited first frame must use the same."),
-                io.Int.Input("frames", default=DEFAULT_FRAMES, min=2, max=MAX_FRAMES,
+                io.Int.Input("frames", default=DEFAULT_FRAMES, min=MIN_FRAMES, max=MAX_FRAMES,
                              tooltip="Frames to take from the clip, the first included (Cinemo: 16). The clip must "
                              "have at least (frames - 1) x frame_step + 1."),
-                io.Int.Input("frame_step", default=1, min=1, max=MAX_FRAME_STEP,
+                io.Int.Input("frame_step", default=MIN_FRAME_STEP, min=MIN_FRAME_STEP, max=MAX_FRAME_STEP,
                              tooltip="Use every n-th frame. Cinemo's clips are 8 fps: 3 brings 24 fps footage close."),
             ],
             outputs=[

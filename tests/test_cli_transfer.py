@@ -104,7 +104,7 @@ def test_model_folder_gives_the_same_video_as_the_demo(clip, image, out_dir, tmp
         (["--frames", "17"], ["--frames", "at most 16 frames", "one pass"]),
         (["--loop"], ["unrecognized arguments: --loop"]),
         (["--frames", "4", "--frame-step", "3"], ["has 9 frames, but 4 frames", "frame step of 3"]),
-        (["--frame-step", "0"], ["--frame-step", "positive integer"]),
+        (["--frame-step", "0"], ["--frame-step", "frame step must be an integer from 1"]),
         (["--inversion-cfg", "-1"], ["--inversion-cfg", ">= 0"]),
         (["--cfg", "-1"], ["--cfg", "official 1)"]),
         (["--dct-noise-timestep", "1000"], ["--dct-noise-timestep", "official 985"]),

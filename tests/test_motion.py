@@ -1,10 +1,13 @@
 """Motion-intensity mapping and the SSIM estimator (checked against scikit-image)."""
 
+import logging
+
 import numpy as np
 import pytest
 import torch
 from skimage.metrics import structural_similarity
 
+from cinemo_core.settings import SettingError
 from cinemo_core.sampling.motion import (
     estimate_intensity,
     intensity_to_motion_id,
@@ -33,9 +36,19 @@ def test_intensity_rejects_bad_values(bad):
 def test_raw_motion_id():
     assert raw_motion_id(8) == 8.0
     assert raw_motion_id(25.5) == 25.5
-    for bad in (float("inf"), float("nan"), "8", None):
-        with pytest.raises(ValueError, match="finite"):
+    for bad in (float("inf"), float("nan"), "8", None, -1, 1000.5, True):
+        with pytest.raises(SettingError, match="raw motion id must be a number from 0 to 1000") as error:
             raw_motion_id(bad)
+        assert error.value.setting == "motion_id"
+
+
+def test_raw_motion_id_outside_the_trained_ids_warns_naming_them(caplog):
+    with caplog.at_level(logging.WARNING, logger="cinemo_core.settings"):
+        assert raw_motion_id(90) == 90.0 and raw_motion_id(80) == 80.0 and raw_motion_id(99) == 99.0
+        assert not caplog.records
+        assert raw_motion_id(500) == 500.0
+    (record,) = caplog.records
+    assert "500" in record.getMessage() and "outside 80..99" in record.getMessage()
 
 
 def reference_ssim(frames: np.ndarray) -> float:

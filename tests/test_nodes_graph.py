@@ -168,7 +168,33 @@ def test_conditioning_values_from_links_are_checked_when_the_node_runs(comfyui, 
     prompt = animation_graph(comfy_models, steps=1)
     prompt["strength"] = {"class_type": "PrimitiveInt", "inputs": {"value": 25}}
     prompt["cond"]["inputs"]["intensity"] = ["strength", 0]
-    assert "intensity must be a whole number from 0 (least motion) to 19" in run_error(comfyui, prompt)
+    assert "intensity: intensity must be an integer from 0 (least motion) to 19" in run_error(comfyui, prompt)
+
+
+@pytest.mark.parametrize("all_in_one", [False, True])
+def test_seed_from_a_link_is_checked_by_the_pipelines_rule(comfyui, comfy_models, all_in_one):
+    """One seed range everywhere: the nodes refuse what the standalone pipeline refuses, naming the input."""
+    from cinemo_core.settings import MAX_SEED, SettingError, check_seed
+
+    prompt = animation_graph(comfy_models, steps=1, frames=2, all_in_one=all_in_one)
+    prompt["seed"] = {"class_type": "PrimitiveInt", "inputs": {"value": -5}}
+    prompt["sample" if all_in_one else "noise"]["inputs"]["seed"] = ["seed", 0]
+    with pytest.raises(SettingError) as refused:
+        check_seed(-5)
+    assert f"seed: {refused.value}" in run_error(comfyui, prompt) and str(MAX_SEED) in str(refused.value)
+
+
+def test_raw_motion_id_outside_the_trained_ids_and_a_wide_crop_run_with_warnings(comfyui, comfy_models, caplog):
+    """Issue 18: raw_motion_id 500 and a 2000x100 image (the square crop keeps 100 of its 2000 columns) run, and say so."""
+    Image.fromarray(np.full((100, 2000, 3), 128, np.uint8)).save(comfyui.input / "wide.png")
+    prompt = animation_graph(comfy_models, steps=1, frames=2)
+    prompt["image"]["inputs"]["image"] = "wide.png"
+    prompt["cond"]["inputs"]["raw_motion_id"] = 500.0
+    with caplog.at_level("WARNING"):
+        comfyui.run(prompt)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("raw motion id 500 is outside 80..99" in message for message in messages), messages
+    assert any("2000x100 image" in message and "keeps only 5% of its width" in message for message in messages)
 
 
 @pytest.mark.parametrize("width,height,failing", [(100, 64, ["width 100"]), (64, 70, ["height 70"]),

@@ -124,7 +124,7 @@ def test_raw_motion_id_overrides_intensity(demo, image, captured):
 
 def test_random_seed_is_reported(demo, image, captured):
     result = animate(demo, image, AnimationSettings(num_frames=2, width=64, height=64, steps=1))
-    assert isinstance(result.seed, int) and 0 <= result.seed < 2**32
+    assert isinstance(result.seed, int) and 0 <= result.seed <= 2**64 - 1
 
 
 @pytest.mark.parametrize(

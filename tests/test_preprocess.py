@@ -146,3 +146,14 @@ def test_load_errors_name_the_file(tmp_path):
     junk.write_bytes(b"this is not an image")
     with pytest.raises(ValueError, match="junk.png"):
         load_image(junk)
+
+
+def test_crop_that_drops_most_of_the_image_warns_how_much_it_keeps():
+    """Issue 18: a 2000x100 image cropped to 512x320 keeps 100 * 1.6 = 160 of its 2000 columns (8 %)."""
+    with pytest.warns(UserWarning, match=r"2000x100 image .* keeps only 8% of its width"):
+        fit_image(torch.zeros(1, 100, 2000, 3))
+    with pytest.warns(UserWarning, match=r"keeps only 25% of its height"):  # 64 of 256 rows at 64x64 from 64x256
+        fit_image(torch.zeros(1, 256, 64, 3), width=64, height=64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_image(torch.zeros(1, 400, 512, 3), width=512, height=320)  # keeps 320 / 400 of the height

@@ -174,7 +174,7 @@ def test_settings_defaults_are_the_official_editing_script():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        (dict(frame_step=0), "frame step must be a positive integer"),
+        (dict(frame_step=0), "frame step must be an integer from 1"),
         (dict(frame_step=1.5), "frame step"),
         (dict(inversion_guidance_scale=-1.0), "inversion guidance scale"),
         (dict(inversion_guidance_scale=float("nan")), "inversion guidance scale"),

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from ..settings import CLIP_TOKENS, LATENT_SCALE
 from ..model.components import CinemoComponents, ImageEncoder, encode_dtype_for, move_module, quiet_library_output
 
 SAMPLE_IMAGE: Path = Path(__file__).resolve().parent / "assets" / "sample.png"
@@ -29,7 +30,6 @@ DEMO_NOTICE = (
     "the weights (https://huggingface.co/maxin-cn/Cinemo) and pass --model."
 )
 _TEXT_WIDTH = 32
-_MAX_TOKENS = 77
 _BOS, _EOS = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -59,7 +59,7 @@ def build_demo_tokenizer():
     with tempfile.TemporaryDirectory(prefix="cinemo-demo-tokenizer-") as folder:
         (Path(folder) / "vocab.json").write_text(json.dumps(demo_vocabulary()), encoding="utf-8")
         (Path(folder) / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-        return CLIPTokenizer.from_pretrained(folder, local_files_only=True, model_max_length=_MAX_TOKENS)
+        return CLIPTokenizer.from_pretrained(folder, local_files_only=True, model_max_length=CLIP_TOKENS)
 
 
 def build_demo_text_encoder(vocab_size: int, bos_id: int, eos_id: int):
@@ -72,7 +72,7 @@ def build_demo_text_encoder(vocab_size: int, bos_id: int, eos_id: int):
         intermediate_size=4 * _TEXT_WIDTH,
         num_hidden_layers=2,
         num_attention_heads=2,
-        max_position_embeddings=_MAX_TOKENS,
+        max_position_embeddings=CLIP_TOKENS,
         projection_dim=_TEXT_WIDTH,
         bos_token_id=bos_id,
         eos_token_id=eos_id,
@@ -94,7 +94,7 @@ def build_demo_vae():
         layers_per_block=1,
         latent_channels=4,
         norm_num_groups=8,
-        scaling_factor=0.18215,
+        scaling_factor=LATENT_SCALE,
     )
 
 

@@ -19,6 +19,7 @@ import torch
 from ..model.components import CinemoComponents, decode_video, encode_image, encode_prompts
 from ..preprocess import check_size, fit_image
 from ..sampling.schedule import CinemoSchedule
+from ..settings import MAX_SEED, MIN_SEED
 
 ProgressFn = Callable[[int, int], None]
 StepCallback = Callable[[int, int, int, torch.Tensor], None]
@@ -36,7 +37,7 @@ class ClipResult:
 
 def new_seed() -> int:
     """A fresh random seed (reported so the run can be repeated)."""
-    return secrets.randbelow(2**32)
+    return MIN_SEED + secrets.randbelow(MAX_SEED - MIN_SEED + 1)
 
 
 def single_image(pixels: torch.Tensor, name: str) -> torch.Tensor:
@@ -75,7 +76,7 @@ class Render:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # size advice is given once, by the settings' quality_warnings()
             check_size(width, height)
-            return torch.cat([fit_image(frame[None], width, height) for frame in frames])
+        return torch.cat([fit_image(frame[None], width, height) for frame in frames])  # warns of a lossy crop
 
     def encode(self, pixels: torch.Tensor) -> torch.Tensor:
         """[N, 3, H, W] in [-1, 1] -> scaled latents [1, C, N, h, w], one frame at a time (bounded memory), each

@@ -38,6 +38,7 @@ from ..settings import (
     SettingError,
 )
 from .render import ClipResult, ProgressFn, Render, single_image
+from ..settings import check_frame_step
 from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id, size_note
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
@@ -107,11 +108,7 @@ class TransferSettings:
         if not isinstance(self.source_prompt, str):
             raise SettingError("source_prompt", f"source_prompt must be a string, got {type(self.source_prompt).__name__}.")
         check_guidance_scale(self, "inversion_guidance_scale", "inversion guidance scale")
-        if not is_int(self.frame_step) or self.frame_step < 1:
-            raise SettingError(
-                "frame_step",
-                f"frame step must be a positive integer (1 = every source frame), got {self.frame_step!r}.",
-            )
+        check_frame_step(self.frame_step)
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (see ``AnimationSettings``)."""

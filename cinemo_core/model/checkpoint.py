@@ -27,18 +27,18 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from ..settings import HF_URL as WEIGHTS_SOURCE
+from ..settings import WEIGHT_SUFFIXES
 from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, PLAIN_DOWN, PLAIN_UP, CinemoUNetConfig
 from .layers import AttentionFn, Operations
 from .layers.attention import rotary_frequencies
 from .unet import CinemoUNet3D
 
-WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 DIFFUSERS_WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 DIFFUSERS_INDEX_NAMES = ("diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin.index.json")
 WRAPPER_KEYS = ("ema", "state_dict", "model")
 KEY_PREFIXES = ("module.", "unet.")
 ROTARY_SUFFIX = "attn_temp.rotary_emb.freqs"
-WEIGHTS_SOURCE = "https://huggingface.co/maxin-cn/Cinemo"
 _REPORTED_KEYS = 5
 
 

@@ -19,10 +19,8 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from ..settings import OFFICIAL_DECODE_CHUNK
+from ..settings import HF_REPO_ID, HF_URL, LATENT_SCALE, OFFICIAL_DECODE_CHUNK, WEIGHT_SUFFIXES
 
-HF_REPO_ID = "maxin-cn/Cinemo"
-HF_URL = f"https://huggingface.co/{HF_REPO_ID}"
 #: Frames the temporal decoder decodes at once, as in the official code.
 #: Frames the plain (per-frame) VAE decodes per call; only bounds memory.
 PLAIN_DECODE_CHUNK = 8
@@ -31,7 +29,6 @@ VaeKind = Literal["temporal", "kl"]
 VaeChoice = Literal["auto", "temporal", "kl"]
 VAE_CHOICES: tuple[str, ...] = ("auto", "temporal", "kl")
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
 
 class ModelFolderError(FileNotFoundError):
@@ -103,9 +100,9 @@ def part_problem(root: Path, part: ModelPart) -> str | None:
         return f"{part.folder}/ is missing ({part.description})"
     missing = [" or ".join(names) for names in part.required_files if not any((folder / n).is_file() for n in names)]
     if part.needs_weights and not any(
-        p.is_file() and p.name.lower().endswith(_WEIGHT_SUFFIXES) for p in folder.iterdir()
+        p.is_file() and p.name.lower().endswith(WEIGHT_SUFFIXES) for p in folder.iterdir()
     ):
-        missing.append("a weights file (" + ", ".join(f"*{s}" for s in _WEIGHT_SUFFIXES[:2]) + ")")
+        missing.append("a weights file (" + ", ".join(f"*{s}" for s in WEIGHT_SUFFIXES[:2]) + ")")
     if missing:
         return f"{part.folder}/ ({part.description}) has no " + "; no ".join(dict.fromkeys(missing))
     return None
@@ -226,7 +223,7 @@ class CinemoComponents:
 
     @property
     def scaling_factor(self) -> float:
-        return float(getattr(self.vae.config, "scaling_factor", 0.18215) or 0.18215)
+        return float(getattr(self.vae.config, "scaling_factor", LATENT_SCALE) or LATENT_SCALE)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -364,7 +361,7 @@ def encode_image(
     image_encoder: ImageEncoder,
     pixels: torch.Tensor,
     *,
-    scaling_factor: float = 0.18215,
+    scaling_factor: float = LATENT_SCALE,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Encode images in [-1, 1] to scaled first-frame latents ``[B, C, 1, h, w]`` (encoder dtype).
@@ -407,7 +404,7 @@ def decode_video(
     residual: torch.Tensor,
     *,
     vae_kind: VaeKind,
-    scaling_factor: float = 0.18215,
+    scaling_factor: float = LATENT_SCALE,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
     """Decode a first-frame latent and motion residuals to uint8 frames ``[B, 1 + R, H, W, 3]`` (on CPU).

@@ -23,6 +23,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..settings import CLIP_TOKENS
 from .config import CinemoUNetConfig
 from .unet import CinemoUNet3D
 
@@ -31,7 +32,7 @@ from .unet import CinemoUNet3D
 #: free memory; 1024 is a middle value).
 QUADRATIC_QUERY_CHUNK = 1024
 #: Text tokens of one CLIP chunk.
-DEFAULT_CONTEXT_TOKENS = 77
+DEFAULT_CONTEXT_TOKENS = CLIP_TOKENS
 
 
 class PeakTracker(TorchDispatchMode):

@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..settings import CONTEXT_WINDOW_FUSE, CONTEXT_WINDOW_OVERLAP, CONTEXT_WINDOW_SCHEDULE, TRAINED_FRAMES
+from ..settings import CONTEXT_WINDOW_FUSE, CONTEXT_WINDOW_OVERLAP, CONTEXT_WINDOW_SCHEDULE, FRAME_DIM, TRAINED_FRAMES
 
 STANDARD_STATIC = "standard_static"
 STANDARD_UNIFORM = "standard_uniform"
@@ -35,7 +35,6 @@ FUSE_METHODS = (PYRAMID, RELATIVE, FLAT, OVERLAP_LINEAR)
 #: Residual frames per window: the trained 16 frames minus the first image, which every window shares.
 TRAINED_WINDOW = TRAINED_FRAMES - 1
 #: The residual frame axis of ``[B, 4, F, h, w]`` (ComfyUI's ``dim``).
-FRAME_DIM = 2
 
 Window = list[int]
 #: ``predict(x_slice) -> eps_slice`` for a ``[B, 4, f, h, w]`` slice of the residual.

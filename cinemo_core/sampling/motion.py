@@ -23,11 +23,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-MIN_INTENSITY = 0
-MAX_INTENSITY = 19
-#: Raw id of intensity 0 (least motion); intensity i maps to ``LEAST_MOTION_ID - i``.
-LEAST_MOTION_ID = 99
-MOST_MOTION_ID = LEAST_MOTION_ID - MAX_INTENSITY
+from ..settings import (
+    LEAST_MOTION_ID,
+    MAX_INTENSITY,
+    MIN_INTENSITY,
+    MOST_MOTION_ID,
+    check_motion_id,
+    intensity_to_motion_id,
+)
+
+__all__ = [
+    "LEAST_MOTION_ID", "MAX_INTENSITY", "MIN_INTENSITY", "MOST_MOTION_ID", "estimate_intensity",
+    "intensity_to_motion_id", "mean_consecutive_ssim", "raw_motion_id", "ssim_to_intensity",
+]
 
 _LUMA_BT601 = (0.299, 0.587, 0.114)
 _SSIM_WINDOW = 11
@@ -36,34 +44,13 @@ _SSIM_K1 = 0.01
 _SSIM_K2 = 0.03
 
 
-def intensity_to_motion_id(intensity: int) -> float:
-    """Map motion intensity 0..19 (0 = least motion) to the raw id the released weights expect.
-
-    The demo app's slider s = 1..20 feeds ``100 - s``; here intensity = s - 1, so the raw id is
-    ``99 - intensity``: 0 -> 99 (almost static), 19 -> 80 (strongest motion).
-
-    Raises:
-        ValueError: if ``intensity`` is not an integer in 0..19.
-    """
-    if isinstance(intensity, bool) or not isinstance(intensity, Real) or not math.isfinite(intensity) \
-            or float(intensity) != int(intensity):
-        raise ValueError(f"Motion intensity must be an integer in {MIN_INTENSITY}..{MAX_INTENSITY}, got {intensity!r}.")
-    if not MIN_INTENSITY <= int(intensity) <= MAX_INTENSITY:
-        raise ValueError(
-            f"Motion intensity must be in {MIN_INTENSITY}..{MAX_INTENSITY} (0 = least motion), got {intensity!r}. "
-            "Use raw_motion_id() to pass an id outside this range."
-        )
-    return float(LEAST_MOTION_ID - int(intensity))
-
-
 def raw_motion_id(value: float) -> float:
-    """Escape hatch: pass a raw motion id unchanged (for other checkpoints), checking it is a finite number.
+    """Escape hatch: a raw motion id passed unchanged (for other checkpoints), checked by the one rule of
+    :func:`cinemo_core.settings.check_motion_id` (0..1000; a warning outside the trained 80..99).
 
-    For the released weights use :func:`intensity_to_motion_id`; they were trained on ids ~80..99.
+    For the released weights use :func:`intensity_to_motion_id`.
     """
-    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise ValueError(f"A raw motion id must be a finite number, got {value!r}.")
-    return float(value)
+    return check_motion_id(value)
 
 
 def _frames_to_luma(frames: torch.Tensor | np.ndarray) -> torch.Tensor:

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-NUM_TRAIN_TIMESTEPS = 1000
+from ..settings import NUM_TRAIN_TIMESTEPS
+
 BETA_START = 1e-4
 BETA_END = 0.02
 STEPS_OFFSET = 1

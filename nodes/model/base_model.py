@@ -17,6 +17,7 @@ from ...cinemo_core.model.devices import CpuFeatures
 from ...cinemo_core.finite import check_model_output
 from ...cinemo_core.model.memory import step_memory_bytes
 from ...cinemo_core.model.unet import CinemoUNet3D
+from ...cinemo_core.settings import CLIP_TOKENS
 from ..comfy_compat import (
     EPS_PREDICTION,
     BaseModel,
@@ -45,7 +46,6 @@ from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separatel
 FIRST_FRAME_KEY = "cinemo_first_frame"
 MOTION_ID_KEY = "cinemo_motion_id"
 #: CLIP's positions per prompt chunk, for the memory estimate when no prompt is known yet.
-CLIP_TOKENS = 77
 
 
 def _with_float_embeddings(operations: Any) -> Any:

@@ -9,7 +9,7 @@ import torch
 from comfy_api.latest import io
 from einops import rearrange
 
-from ...cinemo_core.settings import OFFICIAL_DECODE_CHUNK, TRAINED_FRAMES
+from ...cinemo_core.settings import MAX_DECODE_FRAMES, OFFICIAL_DECODE_CHUNK, TRAINED_FRAMES
 from ..comfy_compat import (
     ProgressBar,
     decode_as_one_clip,
@@ -21,7 +21,6 @@ from ..comfy_compat import (
 )
 from ..latents import CLIP_FRAMES_KEY
 
-MAX_FRAMES = 4096
 
 
 def clip_chunks(total_frames: int, frames_per_clip: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -114,7 +113,7 @@ class CinemoTemporalVAEDecode(io.ComfyNode):
                     "frames_per_clip",
                     default=TRAINED_FRAMES,
                     min=1,
-                    max=MAX_FRAMES,
+                    max=MAX_DECODE_FRAMES,
                     tooltip="Frames in one clip, for latents that do not say it themselves (from VAE Encode or a "
                     "latent file): the frames from Cinemo Residual To Frames carry their clip length, and a 5D "
                     "latent's frame axis is its clip length; both are used instead of this value.",
@@ -123,7 +122,7 @@ class CinemoTemporalVAEDecode(io.ComfyNode):
                     "chunk_size",
                     default=OFFICIAL_DECODE_CHUNK,
                     min=1,
-                    max=MAX_FRAMES,
+                    max=MAX_DECODE_FRAMES,
                     tooltip="Most frames decoded together (official: 14, so 16 frames decode as 14 + 2). Larger "
                     "needs more memory.",
                 ),

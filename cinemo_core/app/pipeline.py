@@ -18,6 +18,7 @@ the official script, in the same order.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,8 +42,9 @@ from ..settings import (
     TRAINED_FRAMES,
     SettingError,
 )
+from .motion_mask import read_motion_mask, video_latent_mask
 from .render import ClipResult, ProgressFn, Render, new_seed, single_image
-from .settings_rules import MAX_SEED, check_sampling_settings, resolved_motion_id, size_note
+from .settings_rules import MAX_SEED, check_motion_mask_settings, check_sampling_settings, resolved_motion_id, size_note
 
 __all__ = ["AnimationResult", "AnimationSettings", "MAX_SEED", "ProgressFn", "animate", "new_seed"]
 
@@ -67,6 +69,9 @@ class AnimationSettings:
         dct_low_pass: DCTInit's low-pass fraction in [0, 1] (official 0.23).
         dct_noise_timestep: DCTInit's / FFT init's noise timestep, 0..999 (official 975).
         loop: end where the video starts, to play on repeat (see :mod:`cinemo_core.sampling.loop`).
+        motion_mask: a cinemagraph's mask picture (a file; its grayscale, white = moves, black = stays exactly
+            still; see :mod:`cinemo_core.app.motion_mask`), or None to animate everything.
+        invert_mask: flip the mask (black = moves).
     """
 
     prompt: str = ""
@@ -83,12 +88,15 @@ class AnimationSettings:
     dct_low_pass: float = DEFAULT_DCT_LOW_PASS
     dct_noise_timestep: int = DEFAULT_DCT_NOISE_TIMESTEP
     loop: bool = False
+    motion_mask: str | None = None
+    invert_mask: bool = False
 
     def validate(self) -> None:
         """Raise :class:`SettingError` naming the first bad setting, what is allowed and what to do."""
         check_sampling_settings(self, init_modes=INIT_MODES)
         if not isinstance(self.loop, bool):
             raise SettingError("loop", f"loop must be True or False, got {self.loop!r}.")
+        check_motion_mask_settings(self)
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is
@@ -113,6 +121,20 @@ def _image_tensor(image: str | os.PathLike[str] | torch.Tensor) -> torch.Tensor:
     return load_image(image)
 
 
+def latent_motion_mask(settings: AnimationSettings, image_hw: tuple[int, int],
+                        latent_hw: tuple[int, int]) -> torch.Tensor | None:
+    """The settings' mask file as the latent mask of the video (None without one); warns when all is still."""
+    if settings.motion_mask is None:
+        return None
+    mask = video_latent_mask(read_motion_mask(settings.motion_mask, invert=settings.invert_mask), image_hw, latent_hw)
+    if not bool(mask.any()):
+        flipped = " once inverted" if settings.invert_mask else ""
+        warnings.warn(f"motion_mask {settings.motion_mask}: the mask is black everywhere{flipped}, so nothing "
+                      "moves: the video is the still picture.",
+                      stacklevel=3)
+    return mask
+
+
 @torch.no_grad()
 def animate(
     components: CinemoComponents,
@@ -134,8 +156,10 @@ def animate(
     """
     settings = settings or AnimationSettings()
     run = Render(components, settings)
-    base = run.encode(run.fit(single_image(_image_tensor(image), "image")))
+    picture = single_image(_image_tensor(image), "image")
+    base = run.encode(run.fit(picture))
     latent_h, latent_w = base.shape[-2:]
+    motion_mask = latent_motion_mask(settings, tuple(picture.shape[1:3]), (latent_h, latent_w))
     noise = torch.randn(
         (1, components.latent_channels, settings.num_frames - 1, latent_h, latent_w),
         generator=run.generator,
@@ -166,5 +190,6 @@ def animate(
         schedule=run.schedule,
         windows=LONG_VIDEO_WINDOWS,
         loop_ramp=default_ramp(settings.num_frames - 1) if settings.loop else 0,
+        motion_mask=motion_mask,
     )
     return run.finish(base, residual)

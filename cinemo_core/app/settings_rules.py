@@ -8,6 +8,7 @@ the setting's field, and the defaults it quotes are those of the settings' own c
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Sequence
 
 from ..sampling.motion import intensity_to_motion_id, raw_motion_id
@@ -59,6 +60,17 @@ def check_sampling_settings(settings: Any, *, init_modes: Sequence[str]) -> None
         raise SettingError("init", f"init must be one of {', '.join(init_modes)}, got {settings.init!r}.")
     check_dct_low_pass(settings.dct_low_pass)
     check_noise_timestep(settings.dct_noise_timestep, official=default_of(settings, "dct_noise_timestep"))
+
+
+def check_motion_mask_settings(settings: Any) -> None:
+    """``motion_mask``: None or a file path (read when the video is made); ``invert_mask``: a bool that needs it."""
+    mask = settings.motion_mask
+    if mask is not None and (not isinstance(mask, (str, os.PathLike)) or not os.fspath(mask)):
+        raise SettingError("motion_mask", f"motion_mask must be the path of a mask picture or None, got {mask!r}.")
+    if not isinstance(settings.invert_mask, bool):
+        raise SettingError("invert_mask", f"invert_mask must be True or False, got {settings.invert_mask!r}.")
+    if settings.invert_mask and mask is None:
+        raise SettingError("invert_mask", "invert_mask flips a motion mask: give motion_mask too.")
 
 
 def check_guidance_scale(settings: Any, name: str, label: str) -> None:

@@ -19,6 +19,7 @@ from .options import (
     check_download_choice,
     check_model_choice,
     check_output,
+    flag_message,
     shared_settings,
     validated,
 )
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
     from ..pipeline import AnimationSettings
 
-ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop"}
+ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop", "motion_mask": "--motion-mask", "invert_mask": "--invert-mask"}
 
 
 def animation_defaults() -> SamplingDefaults:
@@ -53,7 +54,20 @@ def add_animation_options(parser: argparse.ArgumentParser) -> argparse._Argument
     group.add_argument("--loop", action="store_true",
                        help="make the video end where it starts, to play on repeat: the last quarter of the "
                        "frames (at least 4) glides back to the input image")
+    group.add_argument("--motion-mask", default=None, metavar="MASK",
+                       help="a cinemagraph: a picture of the image's shape (any size) whose white parts move and "
+                       "black parts stay exactly still, grey blends (its grayscale; alpha is not read)")
+    group.add_argument("--invert-mask", action="store_true",
+                       help="flip --motion-mask: black moves, white stays still")
     return group
+
+
+def animation_settings(args: argparse.Namespace) -> AnimationSettings:
+    """The animation settings the parsed options ask for (unchecked)."""
+    from ..pipeline import AnimationSettings
+
+    return AnimationSettings(**shared_settings(args), loop=args.loop, motion_mask=args.motion_mask,
+                             invert_mask=args.invert_mask)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,9 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> AnimationSettings:
-    from ..pipeline import AnimationSettings
+    return validated(animation_settings(args), ANIMATION_FLAGS)
 
-    return validated(AnimationSettings(**shared_settings(args), loop=args.loop), ANIMATION_FLAGS)
+
+def check_motion_mask(settings: AnimationSettings, image: torch.Tensor, flags: dict[str, str] = ANIMATION_FLAGS) -> None:
+    """Read ``settings``' mask and check it against ``image`` before any model loads (usage error naming the flag);
+    its all-still warning is left to the run."""
+    import warnings
+
+    from ...settings import SettingError
+    from ..pipeline import latent_motion_mask
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            latent_motion_mask(settings, tuple(image.shape[1:3]), (settings.height // 8, settings.width // 8))
+    except SettingError as error:
+        raise UsageError(flag_message(error, flags)) from None
 
 
 def check_inputs(
@@ -110,8 +138,11 @@ def request_of(args: argparse.Namespace, settings: AnimationSettings, fps: float
     from ..sidecar import settings_record
     from .clip import input_identity, model_identity
 
-    return {"command": "animate", "image": input_identity(args.image, "demo sample image"),
-            "settings": settings_record(settings), "fps": fps, "model": model_identity(args, device, dtype)}
+    request = {"command": "animate", "image": input_identity(args.image, "demo sample image"),
+               "settings": settings_record(settings), "fps": fps, "model": model_identity(args, device, dtype)}
+    if settings.motion_mask is not None:
+        request["motion_mask"] = input_identity(settings.motion_mask, "")
+    return request
 
 
 def animation_clip(image: torch.Tensor, settings: AnimationSettings, out: Path, fps: float,
@@ -139,6 +170,7 @@ def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
     say_settings(args, settings, stderr, say)
     if image is None:
         image = demo_input(settings)
+    check_motion_mask(settings, image)
     request = None if args.no_sidecar else request_of(args, settings, fps, device, dtype)
     components = load_components(args, device, dtype, stderr, say)
     if components is None:

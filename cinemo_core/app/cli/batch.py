@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from .animate import ANIMATION_FLAGS, add_animation_options, animation_clip, request_of
+from .animate import ANIMATION_FLAGS, add_animation_options, animation_clip, animation_settings, request_of
 from .clip import make_clip
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .jobs import (
@@ -36,7 +36,6 @@ from .options import (
     check_download_choice,
     check_fps,
     check_model_choice,
-    shared_settings,
     validated,
 )
 
@@ -86,10 +85,8 @@ def interrupted_message(args: argparse.Namespace) -> str:
 
 
 def _job_settings(merged: argparse.Namespace):
-    from ..pipeline import AnimationSettings
-
     flags = {setting: f"'{key}'" for setting, key in JOB_KEYS.items()}
-    return validated(AnimationSettings(**shared_settings(merged), loop=merged.loop), flags)
+    return validated(animation_settings(merged), flags)
 
 
 def _manifest_jobs(args: argparse.Namespace, manifest: Path, out_dir: Path) -> list[Job]:
@@ -110,6 +107,10 @@ def _manifest_jobs(args: argparse.Namespace, manifest: Path, out_dir: Path) -> l
                 raise ValueError("'image' is missing: every line names the image to animate.")
             job.image = (manifest.parent / Path(image).expanduser())
             merged.image = str(job.image)
+            if isinstance(values.get("motion_mask"), str):  # like the image, relative to the manifest
+                merged.motion_mask = str(manifest.parent / Path(values["motion_mask"]).expanduser())
+            if merged.motion_mask is not None and not os.path.isfile(merged.motion_mask):
+                raise ValueError(f"'motion_mask': motion mask file not found: {merged.motion_mask}.")
             job.settings = _job_settings(merged)
             out = values.get("out")
             if out is None:
@@ -260,6 +261,4 @@ def run(args: argparse.Namespace, stderr: TextIO, stdout: TextIO) -> int:
 
 
 def _settings_of(args: argparse.Namespace):
-    from ..pipeline import AnimationSettings
-
-    return AnimationSettings(**shared_settings(args), loop=args.loop)
+    return animation_settings(args)

@@ -33,10 +33,10 @@ def captured(monkeypatch):
     calls = {}
 
     def fake_sample_residual(unet, init_latents, base_content, context, negative_context, motion_ids, *,
-                             steps, guidance_scale, callback, schedule, windows, loop_ramp):
+                             steps, guidance_scale, callback, schedule, windows, loop_ramp, motion_mask=None):
         calls.update(init=init_latents, base=base_content, context=context, negative=negative_context,
                      motion_ids=motion_ids, steps=steps, guidance_scale=guidance_scale, unet=unet, windows=windows,
-                     loop_ramp=loop_ramp)
+                     loop_ramp=loop_ramp, motion_mask=motion_mask)
         for i in range(steps):
             callback(i, steps, 0, init_latents)
         return torch.zeros_like(init_latents)

@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from cinemo_core.sampling.sampler import sample_residual
 from cinemo_core.sampling.still import (
     as_mask_batch,
+    average_per_cell,
     check_aspect,
     composite_still_pixels,
     feather,
@@ -82,10 +83,10 @@ def test_mask_is_fitted_like_the_image():
     assert torch.allclose(fitted_picture[:, :, inside[0]], torch.ones(1, 3, int(inside.sum())), atol=1e-5)
 
 
-def test_latent_mask_is_area_average_per_cell():
+def test_average_per_cell_is_the_mean_of_each_8x8_block():
     mask = torch.zeros(1, 64, 128)
     mask[:, :, :68] = 1.0  # half of column 8's cells
-    latent = latent_mask(mask, (8, 16))
+    latent = average_per_cell(mask)
     assert latent.shape == (1, 8, 16)
     assert torch.equal(latent[..., :8], torch.ones(1, 8, 8))
     assert torch.all(latent[..., 8] == 0.5)
@@ -112,3 +113,12 @@ def test_composite_keeps_still_pixels_bit_identical_and_feather_keeps_zeros():
     out = composite_still_pixels(frames, picture, soft)
     assert torch.equal(out[:, :, :, 16:], picture[:, None, :, 16:].expand(1, 5, 16, 16, 3))
     assert torch.equal(out[:, :, 4:12, :10], frames[:, :, 4:12, :10])
+
+
+def test_latent_mask_fits_a_mask_of_the_videos_own_size_as_the_picture_is_fitted():
+    """The picture is always cover-resized (the official fit zooms even at the video's size), so the mask is too."""
+    mask = torch.zeros(1, 64, 128)
+    mask[:, :, :64] = 1.0
+    latent = latent_mask(mask, (8, 16))
+    assert torch.equal(latent, average_per_cell(fit_mask(mask, 128, 64)))
+    assert not torch.equal(latent, average_per_cell(mask))

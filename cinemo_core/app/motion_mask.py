@@ -15,7 +15,7 @@ import os
 import torch
 
 from ..preprocess import load_image
-from ..sampling.still import LATENT_CELL, check_aspect, fit_mask, latent_mask
+from ..sampling.still import check_aspect, latent_mask
 from ..settings import SettingError
 
 #: ITU-R BT.601 luma weights (PIL's own ``convert("L")``).
@@ -40,6 +40,4 @@ def video_latent_mask(mask: torch.Tensor, image_hw: tuple[int, int], latent_hw: 
         check_aspect(mask, image_hw, "motion_mask")
     except ValueError as error:
         raise SettingError("motion_mask", str(error)) from None
-    height, width = latent_hw
-    # always fitted, also at the video's size: the picture is (its cover-resize zooms by one pixel)
-    return latent_mask(fit_mask(mask, width * LATENT_CELL, height * LATENT_CELL), latent_hw)
+    return latent_mask(mask, latent_hw)

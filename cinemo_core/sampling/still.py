@@ -69,13 +69,17 @@ def fit_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
 
 
 def latent_mask(mask: torch.Tensor, latent_hw: tuple[int, int]) -> torch.Tensor:
-    """Pixel mask ``[M, H, W]`` of the video's size -> ``[M, h, w]`` latent mask, area-averaged per 8x8 cell.
+    """Pixel mask ``[M, H, W]`` of any size -> ``[M, h, w]`` latent mask: fitted exactly like the picture (always,
+    as the picture is always fitted, even at the video's own size), then area-averaged per 8x8 cell.
 
     A cell is exactly 0 only when all its pixels are still (``avg_pool`` of zeros is 0.0 exactly).
     """
     height, width = latent_hw
-    if tuple(mask.shape[-2:]) != (height * LATENT_CELL, width * LATENT_CELL):
-        mask = fit_mask(mask, width * LATENT_CELL, height * LATENT_CELL)
+    return average_per_cell(fit_mask(mask, width * LATENT_CELL, height * LATENT_CELL))
+
+
+def average_per_cell(mask: torch.Tensor) -> torch.Tensor:
+    """``[M, H, W]`` -> ``[M, H / 8, W / 8]``: the mean of each latent cell's 8x8 pixels."""
     return F.avg_pool2d(mask.unsqueeze(1), LATENT_CELL)[:, 0]
 
 

@@ -90,3 +90,14 @@ def no_network(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf_home" / "hub"))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     yield attempts
+
+
+@pytest.fixture
+def nothing_heavy_loads(monkeypatch):
+    """Fail loudly if a bad-argument run of the CLI gets as far as building or loading a model."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
+    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)

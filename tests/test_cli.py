@@ -50,17 +50,6 @@ def demo_model_folder(tmp_path_factory) -> Path:
     return write_demo_model(tmp_path_factory.mktemp("model") / "Cinemo")
 
 
-@pytest.fixture
-def nothing_heavy_loads(monkeypatch):
-    """Fail loudly if a bad-argument run gets as far as building or loading a model."""
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
-    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)
-
-
 def module_env() -> dict[str, str]:
     """The environment for ``python -m cinemo_core`` with this checkout importable."""
     env = dict(os.environ)

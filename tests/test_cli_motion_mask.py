@@ -107,15 +107,6 @@ def test_cli_all_still_mask_is_a_note_not_an_error(image, tmp_path, capsys):
     assert out.exists()
 
 
-@pytest.fixture
-def nothing_heavy_loads(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
-    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)
-
-
 @pytest.mark.parametrize(
     ("mask", "extra", "expected"),
     [

@@ -42,15 +42,6 @@ def image(tmp_path):
     return path
 
 
-@pytest.fixture
-def nothing_heavy_loads(monkeypatch):
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a model was loaded before the arguments were checked")
-
-    monkeypatch.setattr("cinemo_core.app.demo.build_demo_components", forbidden)
-    monkeypatch.setattr("cinemo_core.model.components.load_components", forbidden)
-
-
 def test_demo_runs_end_to_end_as_a_module(out_dir):
     out = out_dir / "transfer.mp4"
     completed = subprocess.run(

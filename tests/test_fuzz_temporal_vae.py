@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from safetensors.torch import save, save_file
 
 from comfy_models import pack_module
+from malicious_pickle import PickledCall
 
 CASE_LIMIT = 30.0
 FUZZ = settings(max_examples=int(os.environ.get("CINEMO_FUZZ_EXAMPLES", "20")), deadline=None, derandomize=True,
@@ -105,16 +106,6 @@ def test_garbage_files(tmp_path, data, suffix):
     assert load_outcome(write(tmp_path, "garbage" + suffix, data)) == "refused"
 
 
-class _Call:
-    """Pickles as ``function(*args)``: what a malicious checkpoint does on unpickling."""
-
-    def __init__(self, function, args) -> None:
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return self.function, self.args
-
-
 @FUZZ
 @given(function=st.sampled_from(["builtins.exec", "builtins.eval", "os.system"]), wrapped=st.booleans(),
        protocol=st.integers(2, pickle.HIGHEST_PROTOCOL), zipped=st.booleans())
@@ -125,7 +116,7 @@ def test_pickles_with_code_are_refused_and_never_run(tmp_path, function, wrapped
     marker.unlink(missing_ok=True)
     target = {"builtins.exec": builtins.exec, "builtins.eval": builtins.eval, "os.system": os.system}[function]
     command = (f"touch '{marker}'",) if function == "os.system" else (f"open({str(marker)!r}, 'w')",)
-    payload = _Call(target, command)
+    payload = PickledCall(target, command)
     obj = {"state_dict": {"decoder.time_conv_out.weight": payload}} if wrapped else payload
     path = tmp_path / "vae.bin"
     if zipped:  # torch.save's zip container around the pickle

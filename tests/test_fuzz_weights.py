@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from golden_case import TINY_A
+from malicious_pickle import PickledCall
 from hypothesis import HealthCheck, example, given, settings  # the test extra installs it
 from hypothesis import strategies as st
 
@@ -74,16 +75,6 @@ def test_corrupted_safetensors_header(tmp_path, changes):
     load_outcome(folder)
 
 
-class _Call:
-    """Pickles as ``function(*args)``: what a malicious checkpoint does on unpickling."""
-
-    def __init__(self, function, args) -> None:
-        self.function, self.args = function, args
-
-    def __reduce__(self):
-        return self.function, self.args
-
-
 @FUZZ
 @given(
     function=st.sampled_from(["builtins.open", "builtins.exec", "builtins.eval", "os.system", "subprocess.call"]),
@@ -108,7 +99,7 @@ def test_pickles_with_code_are_refused_and_never_run(tmp_path, function, wrapped
         "os.system": (f"touch '{marker}'",),
         "subprocess.call": (["touch", str(marker)],),
     }[function]
-    payload = _Call(target, command)
+    payload = PickledCall(target, command)
     obj = {"state_dict": {"conv_in.weight": payload}} if wrapped else payload
     path = tmp_path / "model.pt"
     path.write_bytes(pickle.dumps(obj, protocol=protocol))

@@ -25,9 +25,8 @@ from ..cinemo_core.settings import (
     SIDE_MULTIPLE,
 )
 from ..cinemo_core.finite import check_encoded_latent
-from ..cinemo_core.preprocess import fit_image
+from ..cinemo_core.preprocess import fit_image, select_source_frames
 from ..cinemo_core.sampling.sampler import split_video_latents
-from ..cinemo_core.app.transfer import select_source_frames
 from .comfy_compat import encode_images, intermediate_device
 from .first_frame import frame_size_error
 from .latents import with_first_frame

@@ -27,7 +27,7 @@ from ..cinemo_core.settings import (
 )
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .comfy_compat import conditioning_with, intermediate_device
-from .latents import SOURCE_SIZE_KEY, first_frame_samples
+from .latents import SOURCE_SIZE_KEY, first_frame_samples, with_first_frame
 from ..cinemo_core.sampling.still import (
     LATENT_CELL, as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask,
 )
@@ -111,7 +111,8 @@ class CinemoConditioning(io.ComfyNode):
                 io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
                 io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning with the first frame."),
                 io.Latent.Output(
-                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample."
+                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample. It "
+                    "carries the first frame, so the nodes after the sampler need no first_frame link."
                 ),
             ],
         )
@@ -145,7 +146,7 @@ class CinemoConditioning(io.ComfyNode):
         residual = torch.zeros(
             [videos, channels, frames - 1, height, width], device=intermediate_device()
         )
-        latent = {"samples": residual}
+        latent = with_first_frame({"samples": residual}, samples.to(residual.device))
         if motion_mask is not None:
             noise_mask = residual_noise_mask(motion_mask, bool(invert_mask), samples.shape, frames - 1,
                                              first_frame.get(SOURCE_SIZE_KEY))

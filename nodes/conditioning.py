@@ -29,7 +29,9 @@ from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .model.end_frame import END_FRAME_KEY
 from .comfy_compat import conditioning_with, intermediate_device
 from .latents import SOURCE_SIZE_KEY, first_frame_samples, with_first_frame
-from ..cinemo_core.sampling.still import as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask
+from ..cinemo_core.sampling.still import (
+    LATENT_CELL, as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask,
+)
 from .setting_inputs import InputCheck, input_problems
 from .model.guards import require_cinemo_model
 
@@ -193,13 +195,15 @@ def residual_noise_mask(
     of all ones. The sampler keeps the residual exactly 0 where it is 0 (``keep_masked_residual``).
     """
     mask = as_mask_batch(motion_mask, "motion_mask")
-    if is_unpainted(mask):
+    videos, _, height, width = first_frame_shape
+    # a first frame from elsewhere (Last Frame, Encode Video) has no picture behind it: the video's size stands in
+    picture_hw = source_hw or (height * LATENT_CELL, width * LATENT_CELL)
+    if is_unpainted(mask, picture_hw):
         LOG.info("Cinemo Conditioning: motion_mask is Load Image's empty mask (nothing painted): the whole picture "
                  "moves. Paint what should move in the mask editor (right click on Load Image > Open in MaskEditor).")
         return None
     if invert:
         mask = 1.0 - mask
-    videos, _, height, width = first_frame_shape
     if source_hw is not None:
         check_aspect(mask, source_hw, "motion_mask")
     mask = batch_masks(latent_mask(mask, (height, width)), videos, "motion_mask")
@@ -207,7 +211,8 @@ def residual_noise_mask(
         return None
     if not bool(mask.any()):
         LOG.warning("Cinemo Conditioning: motion_mask is still everywhere (all 0%s): the video will be the still "
-                    "picture.", " after invert_mask" if invert else "")
+                    "picture. To animate, paint what moves (white) or unlink motion_mask.",
+                    " after invert_mask" if invert else "")
     return mask[:, None, None].expand(videos, 1, residual_frames, height, width).contiguous()
 
 

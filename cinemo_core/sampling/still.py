@@ -19,7 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-#: Core Load Image's MASK for a picture without alpha: 64x64 zeros. It means "nothing painted", not "all still".
+from ..settings import cover_problem
+
+#: Core Load Image's MASK for a picture without alpha: 64x64 zeros, whatever the picture's size. On a picture of
+#: another size it means "nothing painted", not "all still".
 UNPAINTED_MASK_SIZE = (64, 64)
 #: Pixels per latent cell (the SD VAE downsamples by 8).
 LATENT_CELL = 8
@@ -34,6 +37,8 @@ def as_mask_batch(mask: torch.Tensor, input_name: str) -> torch.Tensor:
             f"{input_name} must be a MASK [masks, height, width] (or [height, width]); got "
             f"{list(getattr(mask, 'shape', [])) or type(mask).__name__}."
         )
+    if mask.is_complex():
+        raise ValueError(f"{input_name} must hold real values 0..1 (1 = moves, 0 = still), got {mask.dtype}.")
     mask = mask.float()
     if not torch.isfinite(mask).all():
         raise ValueError(f"{input_name} holds NaN or infinite values; a mask must be 0..1 (1 = moves, 0 = still).")
@@ -41,9 +46,17 @@ def as_mask_batch(mask: torch.Tensor, input_name: str) -> torch.Tensor:
     return mask.clamp(0.0, 1.0)
 
 
-def is_unpainted(mask: torch.Tensor) -> bool:
-    """Core Load Image's mask of a picture with no alpha: a single 64x64 mask of zeros (nothing was painted)."""
-    return tuple(mask.shape[-2:]) == UNPAINTED_MASK_SIZE and mask.shape[0] == 1 and not bool(mask.any())
+def is_unpainted(mask: torch.Tensor, image_hw: tuple[int, int]) -> bool:
+    """Core Load Image's mask of a picture with no alpha (nothing was painted): 64x64 zeros (one per frame of an
+    animated picture) on a picture that is not 64x64.
+
+    Load Image gives exactly 64x64 zeros for every such picture, so their size is the only sign that tells them
+    from a deliberately all-still mask: a mask made for the picture (mask editor, Solid Mask at the picture's
+    size) has the picture's size. On a 64x64 picture the two cannot be told apart; that mask then counts as
+    deliberate (still), like any mask of the picture's size.
+    """
+    return (tuple(mask.shape[-2:]) == UNPAINTED_MASK_SIZE and tuple(image_hw) != UNPAINTED_MASK_SIZE
+            and not bool(mask.any()))
 
 
 def check_aspect(mask: torch.Tensor, image_hw: tuple[int, int], input_name: str) -> None:
@@ -58,8 +71,11 @@ def check_aspect(mask: torch.Tensor, image_hw: tuple[int, int], input_name: str)
         )
 
 
-def fit_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """``[M, H, W]`` -> ``[M, height, width]``: the official cover-resize and centre crop the image gets."""
+def fit_mask(mask: torch.Tensor, width: int, height: int, input_name: str = "motion_mask") -> torch.Tensor:
+    """``[M, H, W]`` -> ``[M, height, width]``: the official cover-resize and centre crop the image gets
+    (``ValueError`` naming ``input_name`` for an aspect too far from the video's to cover-resize)."""
+    if problem := cover_problem(mask.shape[-1], mask.shape[-2], width, height):
+        raise ValueError(f"{input_name}: {problem}")
     x = mask.unsqueeze(1)
     scale = max((height + 1) / x.shape[-2], (width + 1) / x.shape[-1])
     x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)

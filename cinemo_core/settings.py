@@ -229,6 +229,13 @@ def check_frame_step(value: object) -> int:
     return int(value)
 
 
+def size_note(width: int, height: int) -> str | None:
+    """Advice when ``width x height`` is not the size the model was trained at."""
+    if (width, height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        return None
+    return f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; at {width}x{height} quality may drop."
+
+
 def crop_note(source_width: int, source_height: int, width: int, height: int) -> str | None:
     """Advice when the centre crop to ``width x height``'s aspect keeps less than about half of the image."""
     kept = min(source_width * height, source_height * width) / max(source_width * height, source_height * width)

@@ -28,8 +28,10 @@ from ..cinemo_core.settings import (
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
 from .model.end_frame import END_FRAME_KEY
 from .comfy_compat import conditioning_with, intermediate_device
-from .latents import SOURCE_SIZE_KEY, first_frame_samples
-from ..cinemo_core.sampling.still import as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask
+from .latents import SOURCE_SIZE_KEY, first_frame_samples, with_first_frame
+from ..cinemo_core.sampling.still import (
+    LATENT_CELL, as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask,
+)
 from .setting_inputs import InputCheck, input_problems
 from .model.guards import require_cinemo_model
 
@@ -117,7 +119,8 @@ class CinemoConditioning(io.ComfyNode):
                 io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
                 io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning with the first frame."),
                 io.Latent.Output(
-                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample."
+                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample. It "
+                    "carries the first frame, so the nodes after the sampler need no first_frame link."
                 ),
             ],
         )
@@ -153,7 +156,7 @@ class CinemoConditioning(io.ComfyNode):
         residual = torch.zeros(
             [videos, channels, frames - 1, height, width], device=intermediate_device()
         )
-        latent = {"samples": residual}
+        latent = with_first_frame({"samples": residual}, samples.to(residual.device))
         if motion_mask is not None:
             noise_mask = residual_noise_mask(motion_mask, bool(invert_mask), samples.shape, frames - 1,
                                              first_frame.get(SOURCE_SIZE_KEY))
@@ -192,13 +195,15 @@ def residual_noise_mask(
     of all ones. The sampler keeps the residual exactly 0 where it is 0 (``keep_masked_residual``).
     """
     mask = as_mask_batch(motion_mask, "motion_mask")
-    if is_unpainted(mask):
+    videos, _, height, width = first_frame_shape
+    # a first frame from elsewhere (Last Frame, Encode Video) has no picture behind it: the video's size stands in
+    picture_hw = source_hw or (height * LATENT_CELL, width * LATENT_CELL)
+    if is_unpainted(mask, picture_hw):
         LOG.info("Cinemo Conditioning: motion_mask is Load Image's empty mask (nothing painted): the whole picture "
                  "moves. Paint what should move in the mask editor (right click on Load Image > Open in MaskEditor).")
         return None
     if invert:
         mask = 1.0 - mask
-    videos, _, height, width = first_frame_shape
     if source_hw is not None:
         check_aspect(mask, source_hw, "motion_mask")
     mask = batch_masks(latent_mask(mask, (height, width)), videos, "motion_mask")
@@ -206,7 +211,8 @@ def residual_noise_mask(
         return None
     if not bool(mask.any()):
         LOG.warning("Cinemo Conditioning: motion_mask is still everywhere (all 0%s): the video will be the still "
-                    "picture.", " after invert_mask" if invert else "")
+                    "picture. To animate, paint what moves (white) or unlink motion_mask.",
+                    " after invert_mask" if invert else "")
     return mask[:, None, None].expand(videos, 1, residual_frames, height, width).contiguous()
 
 

@@ -357,3 +357,22 @@ def test_thumbnails_are_the_drawn_diagrams():
         assert max(ImageStat.Stat(ImageChops.difference(drawn[a], drawn[b])).mean) > 1.0, (a, b)
     assert [label for label, _ in thumbnails.key_steps(cinemo_workflows.build("cinemo_cinemagraph"))] == [
         "Image + painted mask", "Seamless loop", "Cinemo Sampler", "Keep still", "WEBP + MP4"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nodes_do_not_overlap_and_the_note_has_room_for_its_text(name):
+    """By the generator's own estimates (tests/test_workflows_browser.py checks the real frontend): no two nodes'
+    rectangles, title bars and the gap for the badge included, intersect; the Note is as large as its text needs."""
+    nodes = load(name)["nodes"]
+    top = cinemo_workflows.TITLE_HEIGHT + cinemo_workflows.NODE_GAP // 2
+    boxes = [(n["pos"][0], n["pos"][1] - top, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in nodes]
+    for (a, box_a), (b, box_b) in itertools.combinations(zip(nodes, boxes), 2):
+        assert not (box_a[0] < box_b[2] and box_b[0] < box_a[2] and box_a[1] < box_b[3] and box_b[1] < box_a[3]), (
+            a["type"], a["id"], b["type"], b["id"])
+    (note,) = [n for n in nodes if n["type"] == "Note"]
+    text = note["widgets_values"][0]
+    width, height = note["size"]
+    per_line = (width - 24) / cinemo_workflows.NOTE_CHAR_WIDTH
+    lines = sum(max(1, -(-len(line) // int(per_line))) for line in text.split("\n"))
+    assert height >= lines * cinemo_workflows.NOTE_LINE_HEIGHT, (name, lines, height)
+    assert lines * cinemo_workflows.NOTE_LINE_HEIGHT > 220  # the old fixed 420x220 Note was too small

@@ -106,8 +106,9 @@ def _estimate_size(schema: dict, linked_widgets: int) -> tuple[int, int]:
 #: clear of the node above.
 TITLE_HEIGHT = 30
 NODE_GAP = 40
-#: Load Image shows the picture below its widgets: room for a preview.
-IMAGE_NODE_SIZE = (320, 380)
+#: Load Image and Load Video show the picture or clip below their widgets: room for a preview.
+PREVIEW_NODE_SIZE = (320, 380)
+PREVIEW_TYPES = ("LoadImage", "LoadVideo")
 #: The Note spans the first two columns; its text (the frontend's textarea: 10 px type, about 5.6 px a character
 #: on average and 13 px a line, measured in frontend 1.27 with Chromium) must fit without scrolling.
 NOTE_WIDTH = 2 * COLUMN - 40
@@ -124,13 +125,13 @@ def note_size(text: str, width: int = NOTE_WIDTH) -> tuple[int, int]:
 
 
 def node_size(graph: Graph, node: Node) -> tuple[int, int]:
-    """The size a node is saved with: given, the Note's text, Load Image's preview, or estimated from its schema."""
+    """The size a node is saved with: given, the Note's text, room for a preview, or estimated from its schema."""
     if node.size:
         return node.size
     if node.type == "Note":
         return note_size(node.values["text"])
-    if node.type == "LoadImage":
-        return IMAGE_NODE_SIZE
+    if node.type in PREVIEW_TYPES:
+        return PREVIEW_NODE_SIZE
     schema = graph.schemas[node.type]
     linked_widgets = sum(1 for e in schema["inputs"] if e["widget"] and isinstance(node.values.get(e["name"]), Out))
     return _estimate_size(schema, linked_widgets)

@@ -26,6 +26,7 @@ from ..cinemo_core.settings import (
     intensity_to_motion_id,
 )
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
+from .model.end_frame import END_FRAME_KEY
 from .comfy_compat import conditioning_with, intermediate_device
 from .latents import SOURCE_SIZE_KEY, first_frame_samples, with_first_frame
 from ..cinemo_core.sampling.still import (
@@ -106,6 +107,13 @@ class CinemoConditioning(io.ComfyNode):
                     "invert_mask", default=False, optional=True,
                     tooltip="Flip motion_mask: then white = stays still and black = moves (paint what stays still).",
                 ),
+                io.Latent.Input(
+                    "end_frame", optional=True,
+                    tooltip="Optional end frame: the latent of a second picture from Cinemo First Frame Encode (same "
+                    "width and height). The video starts on first_frame and ends exactly on this one; the last "
+                    "quarter of the frames glide towards it, as Cinemo Seamless Loop glides back to the start. The "
+                    "model was never trained for this: large changes between the two pictures morph rather than move.",
+                ),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
@@ -121,7 +129,7 @@ class CinemoConditioning(io.ComfyNode):
     def execute(
         cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
         raw_motion_id: float = RAW_ID_OFF, model=None, motion_mask: torch.Tensor | None = None,
-        invert_mask: bool = False,
+        invert_mask: bool = False, end_frame: dict | None = None,
     ) -> io.NodeOutput:
         # ComfyUI checks the widgets' ranges input by input before the run; values from links arrive unchecked
         if errors := input_errors(intensity, frames, raw_motion_id):
@@ -140,6 +148,8 @@ class CinemoConditioning(io.ComfyNode):
         else:
             motion_id = intensity_to_motion_id(intensity)
         values = {FIRST_FRAME_KEY: samples, MOTION_ID_KEY: motion_id}
+        if end_frame is not None:
+            values[END_FRAME_KEY] = end_frame_samples(end_frame, samples)
         positive = conditioning_with(positive, values)
         negative = conditioning_with(negative, values)
         videos, channels, height, width = samples.shape
@@ -153,6 +163,26 @@ class CinemoConditioning(io.ComfyNode):
             if noise_mask is not None:
                 latent["noise_mask"] = noise_mask.to(residual.device)
         return io.NodeOutput(positive, negative, latent)
+
+
+def end_frame_samples(end_frame: dict, first: torch.Tensor) -> torch.Tensor:
+    """The end frame's latent [N or 1, 4, h, w] checked against the first frame's [N, 4, h, w]."""
+    end = first_frame_samples(end_frame, "end_frame")
+    if end.shape[1:] != first.shape[1:]:
+        raise ValueError(
+            f"end_frame is for {end.shape[-1] * 8}x{end.shape[-2] * 8} pixels (latent {list(end.shape)}) but "
+            f"first_frame is for {first.shape[-1] * 8}x{first.shape[-2] * 8} (latent {list(first.shape)}). Encode both "
+            "pictures with Cinemo First Frame Encode at the same width and height."
+        )
+    if end.shape[0] not in (1, first.shape[0]):
+        raise ValueError(
+            f"end_frame holds {end.shape[0]} pictures (latent {list(end.shape)}) but first_frame {first.shape[0]} "
+            f"(latent {list(first.shape)}), one per video; give one end frame for all videos or one per video."
+        )
+    if not bool(torch.isfinite(end).all()):
+        raise ValueError("end_frame holds NaN or infinite values; encode the end picture again with Cinemo First "
+                         "Frame Encode.")
+    return end
 
 
 def residual_noise_mask(

@@ -73,6 +73,17 @@ def check_motion_mask_settings(settings: Any) -> None:
         raise SettingError("invert_mask", "invert_mask flips a motion mask: give motion_mask too.")
 
 
+def check_end_image_settings(settings: Any) -> None:
+    """``end_image``: None or a file path (read when the video is made), not with ``loop`` (which ends on the
+    first image)."""
+    end = settings.end_image
+    if end is not None and (not isinstance(end, (str, os.PathLike)) or not os.fspath(end)):
+        raise SettingError("end_image", f"end_image must be the path of a picture or None, got {end!r}.")
+    if end is not None and settings.loop:
+        raise SettingError("end_image", "end_image and loop both set where the video ends (a loop ends on the first "
+                           "image); use one of them.")
+
+
 def check_guidance_scale(settings: Any, name: str, label: str) -> None:
     """A text guidance scale: a finite number >= 0 (<= 1 turns guidance off)."""
     check_guidance(getattr(settings, name), name, official=default_of(settings, name), label=label)

@@ -111,6 +111,10 @@ def _manifest_jobs(args: argparse.Namespace, manifest: Path, out_dir: Path) -> l
                 merged.motion_mask = str(manifest.parent / Path(values["motion_mask"]).expanduser())
             if merged.motion_mask is not None and not os.path.isfile(merged.motion_mask):
                 raise ValueError(f"'motion_mask': motion mask file not found: {merged.motion_mask}.")
+            if isinstance(values.get("end_image"), str):  # like the image, relative to the manifest
+                merged.end_image = str(manifest.parent / Path(values["end_image"]).expanduser())
+            if merged.end_image is not None and not os.path.isfile(merged.end_image):
+                raise ValueError(f"'end_image': end image file not found: {merged.end_image}.")
             job.settings = _job_settings(merged)
             out = values.get("out")
             if out is None:

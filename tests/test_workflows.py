@@ -375,4 +375,4 @@ def test_nodes_do_not_overlap_and_the_note_has_room_for_its_text(name):
     per_line = (width - 24) / cinemo_workflows.NOTE_CHAR_WIDTH
     lines = sum(max(1, -(-len(line) // int(per_line))) for line in text.split("\n"))
     assert height >= lines * cinemo_workflows.NOTE_LINE_HEIGHT, (name, lines, height)
-    assert lines * cinemo_workflows.NOTE_LINE_HEIGHT > 220  # the old fixed 420x220 Note was too small
+    assert cinemo_workflows.note_size(text, 420)[1] > 220  # the old fixed 420x220 Note was too small for it

@@ -5,7 +5,7 @@
 picture is a small diagram, not a screenshot: the workflow's title in large type, then what sets it apart as a
 row of steps (the node types that make the workflow what it is, in the order the description adds them, the
 plumbing every workflow shares left out), then its one-line description. Readable at the template browser's card
-size (about 300 pixels wide) and different for every workflow. Deterministic: the same Pillow draws the same
+size (square cards about 220 pixels wide) and different for every workflow. Deterministic: the same Pillow draws the same
 bytes (its built-in font, no system fonts).
 """
 
@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import cinemo_workflows  # noqa: E402
 from cinemo_workflows import Graph, Out  # noqa: E402
 
-WIDTH, HEIGHT = 640, 384
+#: Square: the template browser shows each thumbnail in a square card about 220 pixels wide.
+WIDTH, HEIGHT = 480, 480
 BACKGROUND = (24, 26, 32)
 INK = (238, 238, 238)
 MUTED = (170, 176, 190)
@@ -93,6 +94,21 @@ def _rows(steps: list[tuple[str, str]], draw: ImageDraw.ImageDraw, font, width: 
     return rows
 
 
+def _fit_title(draw: ImageDraw.ImageDraw, heading: str, width: int) -> tuple[int, list[str]]:
+    """The largest type size (52 down to 36) at which the title fits in two lines of ``width``, and its lines."""
+    for size in range(52, 34, -2):
+        font = _font(size)
+        lines: list[str] = []
+        for word in heading.split():
+            if lines and draw.textlength(f"{lines[-1]} {word}", font=font) <= width:
+                lines[-1] = f"{lines[-1]} {word}"
+            else:
+                lines.append(word)
+        if len(lines) <= 2 and all(draw.textlength(line, font=font) <= width for line in lines):
+            return size, lines
+    return size, lines[:2]
+
+
 def draw_thumbnail(name: str) -> Image.Image:
     title, _, _, description = cinemo_workflows.SPECS[name]
     graph = cinemo_workflows.build(name)
@@ -101,36 +117,33 @@ def draw_thumbnail(name: str) -> Image.Image:
     margin = 28
     draw.text((margin, 22), "CINEMO", font=_font(22), fill=MUTED)
     heading = title.removeprefix("Cinemo - ")
-    size = 54
-    while draw.textlength(heading, font=_font(size)) > WIDTH - 2 * margin and size > 30:
-        size -= 2
-    lines = textwrap.wrap(heading, 22) if draw.textlength(heading, font=_font(size)) > WIDTH - 2 * margin else [heading]
-    y = 52
-    for line in lines[:2]:
+    size, lines = _fit_title(draw, heading, WIDTH - 2 * margin)
+    y = 54
+    for line in lines:
         draw.text((margin, y), line, font=_font(size), fill=INK)
         y += size + 6
-    font = _font(26)
-    y += 18
+    font = _font(28)
+    y += 16
     rows = _rows(key_steps(graph), draw, font, WIDTH - 2 * margin)
     for row_index, row in enumerate(rows):
         x = margin
         for index, (label, kind, box) in enumerate(row):
-            draw.rounded_rectangle((x, y, x + box, y + 48), radius=10, fill=COLOURS[kind])
+            draw.rounded_rectangle((x, y, x + box, y + 50), radius=10, fill=COLOURS[kind])
             draw.text((x + 14, y + 10), label, font=font, fill=INK)
             x += box
             if index < len(row) - 1 or row_index < len(rows) - 1:  # an arrow to the next step
-                draw.text((x + 9, y + 8), ">", font=font, fill=MUTED)
+                draw.text((x + 9, y + 9), ">", font=font, fill=MUTED)
             x += 34
-        y += 62
-    small = _font(20)
-    room = max(1, (HEIGHT - y - 16) // 26)
-    lines = textwrap.wrap(description, 56)
+        y += 64
+    small = _font(22)
+    room = max(1, (HEIGHT - y - 16) // 28)
+    lines = textwrap.wrap(description, 36)
     if len(lines) > room:
         lines = lines[:room]
         lines[-1] = lines[-1].rstrip(" ,;:") + " ..."
     for line in lines:
         draw.text((margin, y + 4), line, font=small, fill=MUTED)
-        y += 26
+        y += 28
     return image
 
 

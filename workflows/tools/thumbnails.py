@@ -154,20 +154,15 @@ def jpeg_bytes(image: Image.Image) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    check = "--check" in argv
-    stale = []
-    for name in cinemo_workflows.SPECS:
-        data = jpeg_bytes(draw_thumbnail(name))
-        path = cinemo_workflows.thumbnail_path(name)
-        if check:
-            if not path.exists() or path.read_bytes() != data:
-                stale.append(path)
-        else:
+    drawn = {cinemo_workflows.thumbnail_path(name): jpeg_bytes(draw_thumbnail(name)) for name in cinemo_workflows.SPECS}
+    if "--check" not in argv:
+        for path, data in drawn.items():
             path.write_bytes(data)
-    if stale:
-        print("out of date:", *map(str, stale), sep="\n  ")
-        return 1
-    return 0
+        return 0
+    stale = [path for path, data in drawn.items() if not path.exists() or path.read_bytes() != data]
+    for path in stale:
+        print(f"out of date: {path} (run workflows/tools/thumbnails.py)")
+    return 1 if stale else 0
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ prints the forward's time by operator (torch.profiler, the N slowest, and by kin
     python benchmarks/unet_forward.py                      # official config, 16 frames at 16x16, batch 2, fp32, CPU
     python benchmarks/unet_forward.py --latent 20 32 --dtype bf16 --profile 25
     python benchmarks/unet_forward.py --latent 40 64 --device cuda --dtype fp16
+    python benchmarks/unet_forward.py --latent 20 32 --dtype bf16 --baseline /path/to/older/checkout  # side by side
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import resource
@@ -21,6 +23,7 @@ import statistics
 import sys
 import time
 
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -43,6 +46,20 @@ def random_unet(config: CinemoUNetConfig, dtype: torch.dtype, device: str) -> Ci
                 tensor.fill_(1.0)
             else:
                 tensor.normal_(0.0, 0.02, generator=generator)
+    return unet.to(dtype).eval().requires_grad_(False)
+
+
+def baseline_unet(checkout: str, like: CinemoUNet3D, dtype: torch.dtype, device: str) -> torch.nn.Module:
+    """The UNet of another checkout's ``cinemo_core`` (imported as ``cinemo_baseline``), with ``like``'s weights."""
+    package = Path(checkout) / "cinemo_core"
+    spec = importlib.util.spec_from_file_location(
+        "cinemo_baseline", package / "__init__.py", submodule_search_locations=[str(package)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cinemo_baseline"] = module
+    spec.loader.exec_module(module)
+    unet = module.CinemoUNet3D(module.CinemoUNetConfig.official(), device="meta").to_empty(device=device)
+    unet.load_state_dict(like.state_dict())
     return unet.to(dtype).eval().requires_grad_(False)
 
 
@@ -123,6 +140,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="also print the forward's time by operator, the N slowest (0: no profile)")
+    parser.add_argument("--baseline", metavar="CHECKOUT",
+                        help="also time another checkout's UNet (same weights), its forwards alternating with these")
     args = parser.parse_args()
     dtype = DTYPES[args.dtype]
     height, width = args.latent
@@ -135,8 +154,11 @@ def main() -> None:
     timesteps = torch.full((args.batch,), 981, device=args.device)
     motion = torch.full((args.batch,), 90.0, device=args.device)
 
-    def forward() -> torch.Tensor:
-        return unet(x, timesteps, context, base_content=base, motion_ids=motion)
+    def forward(model: torch.nn.Module = unet) -> torch.Tensor:
+        return model(x, timesteps, context, base_content=base, motion_ids=motion)
+
+    baseline = baseline_unet(args.baseline, unet, dtype, args.device) if args.baseline else None
+    baseline_seconds: list[float] = []
 
     load_before = os.getloadavg()
     with torch.inference_mode():
@@ -153,6 +175,14 @@ def main() -> None:
             _synchronize(args.device)
             seconds.append(time.perf_counter() - start)
             references.append(matmul_gflops(args.device, dtype))
+            if baseline is not None:
+                if not baseline_seconds:
+                    difference = (forward(baseline).float() - forward().float()).abs().max().item()
+                start = time.perf_counter()
+                forward(baseline)
+                _synchronize(args.device)
+                baseline_seconds.append(time.perf_counter() - start)
+                references.append(matmul_gflops(args.device, dtype))
         if args.profile:
             profile_forward(forward, args.profile)
     per_forward = min(seconds)
@@ -167,6 +197,12 @@ def main() -> None:
     print(f"achieved GFLOP/s: {achieved:.1f}")
     print(f"2048x2048 {args.dtype} matmul GFLOP/s (best of {len(references)}): {reference:.1f}")
     print(f"achieved / matmul: {achieved / reference:.2f}x")
+    if baseline is not None:
+        base_best = min(baseline_seconds)
+        print(f"baseline {args.baseline}: seconds per forward (best of {args.repeats}): {base_best:.3f} "
+              f"(all: {', '.join(f'{s:.2f}' for s in baseline_seconds)}), achieved / matmul "
+              f"{gflop / base_best / reference:.2f}x; this checkout is {base_best / per_forward:.2f}x as fast; "
+              f"max |difference| of the outputs {difference:.3g}")
     print(f"peak RSS: {peak_rss_gb():.2f} GB")
     if args.device.startswith("cuda"):
         print(f"peak CUDA memory: {torch.cuda.max_memory_allocated() / 1e9:.2f} GB")

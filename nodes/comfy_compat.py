@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import torch
 
+import comfy.cli_args
 import comfy.conds
 import comfy.context_windows
 import comfy.latent_formats
@@ -309,15 +310,32 @@ def attention_kernel(device: torch.device, masked: bool) -> Callable:
     """ComfyUI's attention for the inputs at hand. Called as ``kernel(q, k, v, heads, mask=, skip_reshape=True,
     transformer_options=)`` with ``[B, heads, N, D]`` inputs, it returns ``[B, N, heads * D]`` on every path.
     Masked inputs (the temporal bias) are tiny per query: ``optimized_attention_for_device(mask=True,
-    small_input=True)`` picks the kernel for them."""
+    small_input=True)`` picks the kernel for them. On the CPU, where ComfyUI by itself picks its sub-quadratic
+    and basic attention, its PyTorch (SDPA) attention is taken instead (see ``sdpa_on_the_cpu``)."""
+    if sdpa_on_the_cpu(device):
+        return _attention.attention_pytorch
     if not masked:
         return _attention.optimized_attention
     return _attention.optimized_attention_for_device(device, mask=True, small_input=True)
 
 
+def sdpa_on_the_cpu(device: torch.device) -> bool:
+    """True on the CPU when ComfyUI kept its default there (sub-quadratic attention, no attention flag given).
+
+    PyTorch's SDPA is memory-efficient on the CPU too and much faster there: in bfloat16 on a Sapphire Rapids
+    Xeon 3.9x ComfyUI's sub-quadratic attention (spatial) and 4.9x its basic one (temporal), which made
+    ComfyUI ``--cpu`` 1.2x slower than the standalone tool (docs/speed-and-memory.md). A user who asked for
+    split or sub-quadratic attention keeps it."""
+    args = comfy.cli_args.args
+    asked = args.use_split_cross_attention or args.use_quad_cross_attention
+    return device.type == "cpu" and not asked and _attention.optimized_attention is _attention.attention_sub_quad
+
+
 def attention_is_memory_efficient() -> bool:
     """False when ComfyUI's attention materialises score blocks (sub-quadratic, split or basic attention),
-    which the step-memory estimate must count."""
+    which the step-memory estimate must count; True where SDPA replaces them on the CPU."""
+    if sdpa_on_the_cpu(load_device()):
+        return True
     quadratic = (_attention.attention_sub_quad, _attention.attention_split, _attention.attention_basic)
     return _attention.optimized_attention not in quadratic
 

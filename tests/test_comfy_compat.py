@@ -368,6 +368,22 @@ def test_attention_kernel(compat, masked):
     assert torch.allclose(out, expected.transpose(1, 2).reshape(3, 5, 8), atol=1e-5)
 
 
+def test_the_cpu_takes_sdpa_unless_another_attention_was_asked_for(compat, monkeypatch):
+    import comfy.cli_args
+    from comfy.ldm.modules import attention
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(attention, "optimized_attention", attention.attention_sub_quad)  # ComfyUI's --cpu default
+    assert compat.attention_kernel(cpu, masked=False) is compat.attention_kernel(cpu, masked=True) is attention.attention_pytorch
+    assert compat.attention_kernel(torch.device("cuda"), masked=False) is attention.attention_sub_quad
+    monkeypatch.setattr(comfy.cli_args.args, "use_quad_cross_attention", True)
+    assert compat.attention_kernel(cpu, masked=False) is attention.attention_sub_quad
+    monkeypatch.setattr(comfy.cli_args.args, "use_quad_cross_attention", False)
+    monkeypatch.setattr(attention, "optimized_attention", attention.attention_split)  # --use-split-cross-attention
+    monkeypatch.setattr(comfy.cli_args.args, "use_split_cross_attention", True)
+    assert compat.attention_kernel(cpu, masked=False) is attention.attention_split
+
+
 def test_attention_is_memory_efficient(compat):
     from comfy.ldm.modules import attention
 

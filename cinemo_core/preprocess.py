@@ -15,13 +15,16 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .settings import DEFAULT_HEIGHT as TRAINED_HEIGHT
 from .settings import DEFAULT_WIDTH as TRAINED_WIDTH
-from .settings import SIDE_MULTIPLE, crop_note
+from .settings import MAX_READ_PIXELS, SIDE_MULTIPLE, cover_problem, crop_note, size_note
+
 #: Transparent pixels are composited onto this background (white), in 0..1.
 ALPHA_BACKGROUND = 1.0
+#: How far outside 0..1 an IMAGE's values may be (an upscaler's overshoot, clipped); beyond is an error.
+PICTURE_RANGE_SLACK = 0.5
 
 
 def check_size(width: int, height: int) -> None:
@@ -31,26 +34,29 @@ def check_size(width: int, height: int) -> None:
             raise ValueError(
                 f"{name} must be a positive multiple of {SIDE_MULTIPLE} (the VAE downsamples by 8), got {value!r}."
             )
-    if (width, height) != (TRAINED_WIDTH, TRAINED_HEIGHT):
-        warnings.warn(
-            f"Cinemo was trained at {TRAINED_WIDTH}x{TRAINED_HEIGHT}; at {width}x{height} quality may drop.",
-            stacklevel=3,
-        )
+    if note := size_note(width, height):
+        warnings.warn(note, stacklevel=3)
 
 
 def _composite(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     return rgb * alpha + ALPHA_BACKGROUND * (1 - alpha)
 
 
-def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRAINED_HEIGHT) -> torch.Tensor:
+def fit_image(
+    image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRAINED_HEIGHT, *, input_name: str = "image"
+) -> torch.Tensor:
     """Resize to cover and centre-crop to ``height x width`` like the official code, then map to [-1, 1].
 
     Args:
         image: [B, H, W, C] in 0..1 (ComfyUI IMAGE layout); C = 3, or 1 (grey, repeated) or
             4 (RGBA, composited onto white).
         width, height: output size, positive multiples of 8.
+        input_name: what the errors call ``image`` (a node's input name).
 
-    Warns when the crop keeps less than about half of the image's width or height.
+    Warns when the crop keeps less than about half of the image's width or height. Values a little outside
+    0..1 (an upscaler's overshoot) are clipped; ``ValueError`` naming ``input_name`` for NaN or infinite values,
+    values far outside 0..1 (0..255 given as floats), a dtype that is no picture's, and an aspect so far from
+    the video's that the cover-resize would need more than ``MAX_COVER_PIXELS``.
 
     Returns:
         [B, 3, height, width] in [-1, 1]; float64 for float64 input, float32 otherwise.
@@ -58,13 +64,17 @@ def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRA
     check_size(width, height)
     if not isinstance(image, torch.Tensor) or image.dim() != 4 or image.shape[-1] not in (1, 3, 4):
         raise ValueError(
-            "image must be a tensor [B, H, W, C] with C in (1, 3, 4) and values 0..1, "
+            f"{input_name} must be a tensor [B, H, W, C] with C in (1, 3, 4) and values 0..1, "
             f"got {getattr(image, 'shape', image)!r}."
         )
     if image.shape[0] == 0 or image.shape[1] == 0 or image.shape[2] == 0:
-        raise ValueError(f"image is empty: shape {list(image.shape)}.")
+        raise ValueError(f"{input_name} is empty: shape {list(image.shape)}.")
+    if image.dtype != torch.uint8 and not image.dtype.is_floating_point:
+        raise ValueError(f"{input_name} must hold floats from 0 to 1 (or uint8), got {image.dtype}.")
+    if problem := cover_problem(image.shape[2], image.shape[1], width, height):
+        raise ValueError(f"{input_name}: {problem}")
     dtype = torch.float64 if image.dtype == torch.float64 else torch.float32
-    x = image.to(dtype) / 255.0 if image.dtype == torch.uint8 else image.to(dtype)
+    x = image.to(dtype) / 255.0 if image.dtype == torch.uint8 else _in_picture_range(image.to(dtype), input_name)
     if x.shape[-1] == 1:
         x = x.expand(-1, -1, -1, 3)
     elif x.shape[-1] == 4:
@@ -82,6 +92,18 @@ def fit_image(image: torch.Tensor, width: int = TRAINED_WIDTH, height: int = TRA
     left = int(round((w_out - width) / 2.0))
     x = x[..., top : top + height, left : left + width]
     return (x - 0.5) / 0.5
+
+
+def _in_picture_range(x: torch.Tensor, input_name: str) -> torch.Tensor:
+    """``x`` clipped to 0..1 when it is a picture: finite and at most ``PICTURE_RANGE_SLACK`` outside 0..1."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise ValueError(f"{input_name} holds NaN or infinite values ({bad} of {x.numel()}); an IMAGE is 0..1.")
+    low, high = float(x.min()), float(x.max())
+    if low < -PICTURE_RANGE_SLACK or high > 1.0 + PICTURE_RANGE_SLACK:
+        hint = " (0..255 given as floats? divide by 255)" if high > 2.0 else ""
+        raise ValueError(f"{input_name} values run from {low:g} to {high:g}; an IMAGE is 0..1{hint}.")
+    return x.clamp(0.0, 1.0)
 
 
 def _to_array(img: Image.Image) -> np.ndarray:
@@ -112,17 +134,22 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if the file cannot be decoded as an image.
+        ValueError: if the file cannot be decoded as an image, or claims more than ``MAX_READ_PIXELS``.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Image file not found: {path}")
     try:
-        with Image.open(path) as img:
-            img.load()
-            img = ImageOps.exif_transpose(img)
-            array = _to_array(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, by our own limit
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > MAX_READ_PIXELS:
+                    raise ValueError(f"it claims {width}x{height} pixels, more than {MAX_READ_PIXELS}")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                array = _to_array(img)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure (PIL's errors, DecompressionBombError) means unreadable
         raise ValueError(f"Cannot read image {path!r}: {exc}") from exc
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
 

@@ -229,6 +229,38 @@ def check_frame_step(value: object) -> int:
     return int(value)
 
 
+def size_note(width: int, height: int) -> str | None:
+    """Advice when ``width x height`` is not the size the model was trained at."""
+    if (width, height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        return None
+    return f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; at {width}x{height} quality may drop."
+
+
+#: Pixels a picture (image or mask) may be read with: decoders would otherwise allocate whatever a header claims.
+MAX_READ_PIXELS = 8192 * 8192
+#: Pixels the official cover-resize may make of one picture before its centre crop (a 1x20000 image covering a
+#: 64x64 video would be resized to 65x1300000 pixels first, gigabytes; a picture cropped that much is no input).
+MAX_COVER_PIXELS = 4096 * 4096
+
+
+def cover_size(source_width: int, source_height: int, width: int, height: int) -> tuple[int, int]:
+    """(width, height) the official cover-resize makes of a picture before centre-cropping it to ``width x height``."""
+    scale = max((height + 1) / source_height, (width + 1) / source_width)
+    return int(source_width * scale), int(source_height * scale)
+
+
+def cover_problem(source_width: int, source_height: int, width: int, height: int) -> str | None:
+    """Why a ``source_width x source_height`` picture cannot be fitted to ``width x height`` (None: it can)."""
+    covered_width, covered_height = cover_size(source_width, source_height, width, height)
+    if covered_width * covered_height <= MAX_COVER_PIXELS:
+        return None
+    return (
+        f"the {source_width}x{source_height} picture's aspect is too far from the {width}x{height} video's: covering "
+        f"the video it would be resized to {covered_width}x{covered_height} pixels (more than {MAX_COVER_PIXELS}) and "
+        f"cropped to {width}x{height}. Crop it to about the video's aspect first."
+    )
+
+
 def crop_note(source_width: int, source_height: int, width: int, height: int) -> str | None:
     """Advice when the centre crop to ``width x height``'s aspect keeps less than about half of the image."""
     kept = min(source_width * height, source_height * width) / max(source_width * height, source_height * width)

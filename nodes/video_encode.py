@@ -83,7 +83,7 @@ class CinemoVideoEncode(io.ComfyNode):
             raise ValueError(f"images: {error}") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the off-size advice is in the tooltip
-            fitted = fit_image(clip[..., :3], width, height)
+            fitted = fit_image(clip[..., :3], width, height, input_name="images")
         latents = encode_images(vae, ((fitted + 1.0) / 2.0).movedim(1, -1))
         if latents.ndim == 5 and latents.shape[2] == 1:
             latents = latents[:, :, 0]

@@ -208,6 +208,29 @@ def comfy_models(comfyui) -> ComfyModels:
     return lay_out_models(comfyui.models, comfyui.input)
 
 
+def stand_in_files(models: ComfyModels) -> dict[tuple[str, str], str]:
+    """{(node type, input): stand-in file name} for every file a shipped workflow names."""
+    return {
+        ("CinemoModelLoader", "model_name"): models.clip_cinemo,
+        ("CLIPLoader", "clip_name"): models.clip_l,
+        ("VAELoader", "vae_name"): models.vae,
+        ("CinemoTemporalVAELoader", "vae_name"): TEMPORAL_VAE_NAME,
+        ("LoadImage", "image"): models.image,
+        ("LoadVideo", "file"): REFERENCE_VIDEO_NAME,
+    }
+
+
+@pytest.fixture(scope="session")
+def workflow_inputs(comfyui, comfy_models) -> dict[tuple[str, str], str]:
+    """The temporal VAE and the reference clip besides the session's stand-ins; the files a workflow names."""
+    write_temporal_vae(comfyui.models)
+    write_reference_clip(comfyui.input)
+    import folder_paths
+
+    folder_paths.filename_list_cache.clear()
+    return stand_in_files(comfy_models)
+
+
 def call_node(class_type: str, **inputs):
     """Run one node's function in the booted ComfyUI (V3 or V1) and return its outputs as a tuple.
 

@@ -11,6 +11,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ SKIP_REASON = (
 )
 
 
-class _ServerStub:
+class RecordingServer:
     """What PromptExecutor needs of PromptServer; records the messages a browser would receive."""
 
     def __init__(self) -> None:
@@ -42,6 +43,29 @@ class _ServerStub:
 
 
 @dataclass
+class Attempt:
+    """How one run of :meth:`ComfyUI.attempt` ended, and how far it got."""
+
+    succeeded: bool
+    #: The executor's status messages (``execution_error`` holds the exception's type, message and traceback).
+    status_messages: list[tuple[str, Any]]
+    #: Ids of the nodes whose outputs were computed (or cached) before the run ended.
+    finished: set[str]
+    #: (node id, step, total) of every progress report, as the server's progress hook sees them.
+    progress: list[tuple[str | None, int, int]]
+    #: Whether ``interrupt_after_s`` passed and the run was interrupted.
+    interrupted: bool
+
+    @property
+    def error(self) -> dict | None:
+        return next((data for event, data in self.status_messages if event == "execution_error"), None)
+
+    def reached(self, node_id: str) -> bool:
+        """Whether ``node_id`` finished, or was running and reporting progress when the run ended."""
+        return node_id in self.finished or any(node == node_id for node, _, _ in self.progress)
+
+
+@dataclass
 class ComfyUI:
     """A booted in-process ComfyUI with its own models, input and output folders."""
 
@@ -50,13 +74,14 @@ class ComfyUI:
     input: Path
     output: Path
     node_classes: dict[str, type] = field(default_factory=dict)
+    _executor: Any = field(default=None, repr=False)
 
     def validate(self, prompt: dict) -> tuple[bool, Any, list, dict]:
         import execution
 
         return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
 
-    def run(self, prompt: dict) -> tuple[dict, _ServerStub]:
+    def run(self, prompt: dict) -> tuple[dict, RecordingServer]:
         """Validate and execute an API-format prompt; returns its UI outputs and the recorded messages."""
         executor, server = self._execute(prompt)
         return executor.history_result["outputs"], server
@@ -67,13 +92,52 @@ class ComfyUI:
         values = {node: [value[0] for value in executor.caches.outputs.get(node)] for node in prompt}
         return values, executor.history_result["outputs"]
 
+    def attempt(self, prompt: dict, *, interrupt_after_s: float | None = None) -> Attempt:
+        """Validate (it must pass) and execute a prompt as a server would, whatever the outcome: never raises for
+        a failed run. One executor serves every call (loaded models stay cached between runs, as in a server);
+        with ``interrupt_after_s``, a run still going then is interrupted as ``POST /interrupt`` would."""
+        import comfy.model_management
+        import comfy.utils
+        import execution
+
+        ok, error, outputs, node_errors = self.validate(prompt)
+        if not ok:
+            raise AssertionError(f"prompt failed validation: {error} {node_errors}")
+        if self._executor is None:
+            self._executor = execution.PromptExecutor(RecordingServer())
+        progress: list[tuple[str | None, int, int]] = []
+        interrupted = threading.Event()
+
+        def hook(value, total, preview, node_id=None, prompt_id=None):  # as main.hijack_progress: stops at a step
+            progress.append((node_id or self._executor.server.last_node_id, int(value), int(total)))
+            comfy.model_management.throw_exception_if_processing_interrupted()
+
+        def interrupt() -> None:
+            interrupted.set()
+            comfy.model_management.interrupt_current_processing(True)
+
+        timer = threading.Timer(interrupt_after_s, interrupt) if interrupt_after_s is not None else None
+        comfy.utils.set_progress_bar_global_hook(hook)
+        if timer is not None:
+            timer.start()
+        try:
+            self._executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            comfy.utils.set_progress_bar_global_hook(None)
+            comfy.model_management.interrupt_current_processing(False)
+        finished = {node for node in prompt if self._executor.caches.outputs.get(node) is not None}
+        return Attempt(succeeded=self._executor.success, status_messages=list(self._executor.status_messages),
+                       finished=finished, progress=progress, interrupted=interrupted.is_set())
+
     def _execute(self, prompt: dict):
         import execution
 
         ok, error, outputs, node_errors = self.validate(prompt)
         if not ok:
             raise AssertionError(f"prompt failed validation: {error} {node_errors}")
-        server = _ServerStub()
+        server = RecordingServer()
         executor = execution.PromptExecutor(server)
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
         if not executor.success:

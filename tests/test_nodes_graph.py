@@ -129,12 +129,12 @@ def test_graph_without_first_frame_links_makes_the_same_video(comfyui, comfy_mod
 
 def test_interrupt_stops_within_one_step(comfyui, comfy_models):
     import execution
-    from comfyui_harness import _ServerStub
+    from comfyui_harness import RecordingServer
 
     prompt = animation_graph(comfy_models, steps=6)
     ok, error, outputs, node_errors = comfyui.validate(prompt)
     assert ok, (error, node_errors)
-    executor = execution.PromptExecutor(_ServerStub())
+    executor = execution.PromptExecutor(RecordingServer())
     with progress_hook(interrupt_at=2) as progress:
         executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
     assert not executor.success

@@ -15,9 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from comfy_models import (
-    REFERENCE_VIDEO_NAME, TEMPORAL_VAE_NAME, ComfyModels, write_reference_clip, write_temporal_vae,
-)
+from comfy_models import stand_in_files  # noqa: F401  (test_server and others take it from here)
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = REPO / "workflows"
@@ -45,29 +43,6 @@ DEFAULT_SIZE = TinySize()
 def test_schema_snapshot_equals_the_live_schemas(comfyui):
     """If this fails, rerun workflows/tools/node_schemas.py and then workflows/tools/cinemo_workflows.py."""
     assert live_schemas(comfyui.node_classes) == load_snapshot()
-
-
-def stand_in_files(models: ComfyModels) -> dict[tuple[str, str], str]:
-    """{(node type, input): stand-in file name} for every file a shipped workflow names."""
-    return {
-        ("CinemoModelLoader", "model_name"): models.clip_cinemo,
-        ("CLIPLoader", "clip_name"): models.clip_l,
-        ("VAELoader", "vae_name"): models.vae,
-        ("CinemoTemporalVAELoader", "vae_name"): TEMPORAL_VAE_NAME,
-        ("LoadImage", "image"): models.image,
-        ("LoadVideo", "file"): REFERENCE_VIDEO_NAME,
-    }
-
-
-@pytest.fixture(scope="module")
-def workflow_inputs(comfyui, comfy_models):
-    """The temporal VAE and the reference clip besides the session's stand-ins; the files a workflow names."""
-    write_temporal_vae(comfyui.models)
-    write_reference_clip(comfyui.input)
-    import folder_paths
-
-    folder_paths.filename_list_cache.clear()
-    return stand_in_files(comfy_models)
 
 
 def shrink(prompt: dict, files: dict, tag: str, size: TinySize = DEFAULT_SIZE) -> dict:
@@ -132,6 +107,7 @@ def expected_outputs(size: TinySize = DEFAULT_SIZE) -> dict[str, list[tuple[str,
         "cinemo_long_video": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
         "cinemo_loop": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
         "cinemo_first_and_last_frame": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_cinemagraph": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
     }
 
 

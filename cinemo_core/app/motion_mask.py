@@ -38,6 +38,6 @@ def video_latent_mask(mask: torch.Tensor, image_hw: tuple[int, int], latent_hw: 
     """A pixel mask ``[1, H, W]`` of the picture ``image_hw`` -> the latent mask ``[1, h, w]`` of the video."""
     try:
         check_aspect(mask, image_hw, "motion_mask")
+        return latent_mask(mask, latent_hw)
     except ValueError as error:
         raise SettingError("motion_mask", str(error)) from None
-    return latent_mask(mask, latent_hw)

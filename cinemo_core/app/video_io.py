@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
+from ..settings import MAX_READ_PIXELS  # a frame's limit too: decoders allocate what a header claims
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -217,8 +219,6 @@ class VideoReadError(ValueError):
     """A file that is not a readable video (damaged, truncated, empty, of another format, absurdly large)."""
 
 
-#: Pixels a frame may have when read: the decoders would otherwise allocate whatever a header claims.
-MAX_READ_PIXELS = 8192 * 8192
 
 
 def read_video(path: str | os.PathLike[str], max_frames: int | None = None) -> tuple[np.ndarray, float]:

@@ -13,6 +13,7 @@ from .layers import AttentionFn, Operations
 from .layers.blocks import DownBlock, MidBlock, UpBlock, keep_skip
 from .layers.embeddings import EmbeddingMLP, sinusoidal_embedding
 from .layers.hooks import NO_HOOKS, UNetHooks
+from .layers.layout import activation_format
 from .layers.resnet import group_norm_over_frames
 
 
@@ -31,8 +32,12 @@ class CinemoUNet3D(nn.Module):
 
     The state-dict keys are those of the released checkpoint. ``operations`` supplies the layer classes
     (``torch.nn`` or ComfyUI's ``comfy.ops``) and ``attention`` the attention kernel, with the signature of
-    ``torch.nn.functional.scaled_dot_product_attention``.
+    ``torch.nn.functional.scaled_dot_product_attention``. ``channels_last`` picks the activations' layout
+    (None: channels-last for bfloat16 and float16 on the CPU, see ``layers.layout``); it changes no result
+    beyond floating-point rounding.
     """
+
+    channels_last: bool | None = None
 
     def __init__(
         self,
@@ -137,7 +142,9 @@ class CinemoUNet3D(nn.Module):
         num_frames = residual_frames + 1
         base_content = base_content.to(dtype)
         clip = torch.cat([base_content, base_content + x], dim=2)
-        frames = rearrange(clip, "b c f h w -> (b f) c h w")
+        frames = rearrange(clip, "b c f h w -> (b f) c h w").contiguous(
+            memory_format=activation_format(x.device, dtype, self.channels_last)
+        )
         hooks.unet_started(frames.shape)
 
         timesteps = _per_sample(timesteps, batch, x.device)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..settings import cover_problem
+
 #: Core Load Image's MASK for a picture without alpha: 64x64 zeros, whatever the picture's size. On a picture of
 #: another size it means "nothing painted", not "all still".
 UNPAINTED_MASK_SIZE = (64, 64)
@@ -35,6 +37,8 @@ def as_mask_batch(mask: torch.Tensor, input_name: str) -> torch.Tensor:
             f"{input_name} must be a MASK [masks, height, width] (or [height, width]); got "
             f"{list(getattr(mask, 'shape', [])) or type(mask).__name__}."
         )
+    if mask.is_complex():
+        raise ValueError(f"{input_name} must hold real values 0..1 (1 = moves, 0 = still), got {mask.dtype}.")
     mask = mask.float()
     if not torch.isfinite(mask).all():
         raise ValueError(f"{input_name} holds NaN or infinite values; a mask must be 0..1 (1 = moves, 0 = still).")
@@ -67,8 +71,11 @@ def check_aspect(mask: torch.Tensor, image_hw: tuple[int, int], input_name: str)
         )
 
 
-def fit_mask(mask: torch.Tensor, width: int, height: int) -> torch.Tensor:
-    """``[M, H, W]`` -> ``[M, height, width]``: the official cover-resize and centre crop the image gets."""
+def fit_mask(mask: torch.Tensor, width: int, height: int, input_name: str = "motion_mask") -> torch.Tensor:
+    """``[M, H, W]`` -> ``[M, height, width]``: the official cover-resize and centre crop the image gets
+    (``ValueError`` naming ``input_name`` for an aspect too far from the video's to cover-resize)."""
+    if problem := cover_problem(mask.shape[-1], mask.shape[-2], width, height):
+        raise ValueError(f"{input_name}: {problem}")
     x = mask.unsqueeze(1)
     scale = max((height + 1) / x.shape[-2], (width + 1) / x.shape[-1])
     x = F.interpolate(x, scale_factor=scale, mode="bilinear", align_corners=False)

@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from ...settings import cover_problem
 from .clip import Clip, make_clip, wrote_line
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
     SETTING_FLAGS,
+    RecordingGroup,
     SamplingDefaults,
     add_model_options,
     add_output_options,
@@ -49,7 +51,7 @@ def animation_defaults() -> SamplingDefaults:
     )
 
 
-def add_animation_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_animation_options(parser: argparse.ArgumentParser) -> RecordingGroup:
     """The sampling group of animation, with --loop."""
     group = add_sampling_options(parser, animation_defaults())
     group.add_argument("--loop", action="store_true",
@@ -131,6 +133,8 @@ def check_inputs(
     settings = settings_from(args)
     out, fps = check_output(args)
     image = read_image(args.image, "IMAGE") if args.image else None
+    if image is not None and (problem := cover_problem(image.shape[2], image.shape[1], settings.width, settings.height)):
+        raise UsageError(f"IMAGE: {problem}")
     if args.end_image is not None:
         read_image(args.end_image, "--end-image")
     device, dtype = check_device_and_model(args)

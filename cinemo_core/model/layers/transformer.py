@@ -10,6 +10,7 @@ from ..config import CinemoUNetConfig
 from . import AttentionFn, Operations
 from .attention import Attention, TemporalAttention
 from .hooks import NO_HOOKS, UNetHooks
+from .layout import layout_of
 
 
 class GEGLU(nn.Module):
@@ -125,8 +126,9 @@ class Transformer3D(nn.Module):
         for i, block in enumerate(self.transformer_blocks):
             hooks.transformer_block_started(i)
             tokens = block(tokens, context, num_frames, hooks)
-        # contiguous: a channels-last input would make every following convolution re-layout its weights
-        h = rearrange(tokens, "bf (h w) c -> bf c h w", h=x.shape[2]).contiguous()
+        # back in the input's layout (the tokens are a channels-last view): a channels-last tensor in a
+        # contiguous UNet makes every following convolution re-layout its weights, and the reverse
+        h = rearrange(tokens, "bf (h w) c -> bf c h w", h=x.shape[2]).contiguous(memory_format=layout_of(x))
         out = self.proj_out(h) + x
         hooks.transformer_finished()
         return out

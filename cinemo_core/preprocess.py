@@ -19,7 +19,7 @@ from PIL import Image, ImageOps
 
 from .settings import DEFAULT_HEIGHT as TRAINED_HEIGHT
 from .settings import DEFAULT_WIDTH as TRAINED_WIDTH
-from .settings import MAX_READ_PIXELS, SIDE_MULTIPLE, cover_problem, crop_note
+from .settings import MAX_READ_PIXELS, SIDE_MULTIPLE, cover_problem, crop_note, size_note
 
 #: Transparent pixels are composited onto this background (white), in 0..1.
 ALPHA_BACKGROUND = 1.0
@@ -34,11 +34,8 @@ def check_size(width: int, height: int) -> None:
             raise ValueError(
                 f"{name} must be a positive multiple of {SIDE_MULTIPLE} (the VAE downsamples by 8), got {value!r}."
             )
-    if (width, height) != (TRAINED_WIDTH, TRAINED_HEIGHT):
-        warnings.warn(
-            f"Cinemo was trained at {TRAINED_WIDTH}x{TRAINED_HEIGHT}; at {width}x{height} quality may drop.",
-            stacklevel=3,
-        )
+    if note := size_note(width, height):
+        warnings.warn(note, stacklevel=3)
 
 
 def _composite(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -413,11 +413,6 @@ def model_folder_paths(name: str) -> list[str]:
     return folder_paths.get_folder_paths(name)
 
 
-def load_weights(path: str) -> dict[str, torch.Tensor]:
-    """``comfy.utils.load_torch_file(path, safe_load=True)``: safetensors, or pickles with weights_only."""
-    return comfy.utils.load_torch_file(path, safe_load=True)
-
-
 # --- VAEs -------------------------------------------------------------------------------------------------
 
 def has_temporal_decoder(vae: Any) -> bool:

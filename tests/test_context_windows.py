@@ -16,7 +16,6 @@ from cinemo_core.sampling.context_windows import (
     STANDARD_STATIC,
     STANDARD_UNIFORM,
     ContextWindows,
-    coverage,
     fuse_weights,
     ordered_halving,
     windowed_prediction,
@@ -30,6 +29,14 @@ MOTION_ID = 90.0
 
 def span(start, stop):
     return list(range(start, stop))
+
+
+def coverage(num_frames: int, options: ContextWindows, step: int) -> torch.Tensor:
+    """How many windows hold each frame at ``step``."""
+    counts = torch.zeros(num_frames, dtype=torch.int64)
+    for window in options.windows(num_frames, step):
+        counts[window] += 1
+    return counts
 
 
 @pytest.fixture(scope="module")

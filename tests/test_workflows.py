@@ -31,7 +31,7 @@ FILE_NAMES = {
     ("CinemoTemporalVAELoader", "vae_name"): {"Cinemo/vae_temporal_decoder"},
     ("CLIPLoader", "clip_name"): {"clip_l.safetensors"},
     ("VAELoader", "vae_name"): {"vae-ft-mse-840000-ema-pruned.safetensors"},
-    ("LoadImage", "image"): {"example.png", "edited_first_frame.png"},
+    ("LoadImage", "image"): {"example.png", "edited_first_frame.png", "last_frame.png"},
     ("LoadVideo", "file"): {"reference_clip.mp4", "source_clip.mp4"},
 }
 #: What each workflow must contain (the issue's list).
@@ -46,6 +46,7 @@ REQUIRED_TYPES = {
                                "SamplerCustomAdvanced"},
     "cinemo_long_video": {"CinemoContextWindows", "CinemoSampler", "CinemoTemporalVAEDecode"},
     "cinemo_loop": {"CinemoSeamlessLoop", "SaveAnimatedWEBP"},
+    "cinemo_first_and_last_frame": {"CinemoConditioning", "CinemoFirstFrameEncode", "SaveAnimatedWEBP", "SaveVideo"},
     "cinemo_cinemagraph": {"CinemoSeamlessLoop", "CinemoKeepStill", "SaveAnimatedWEBP", "SaveVideo"},
 }
 
@@ -125,6 +126,16 @@ def test_node_types_exist_and_the_workflow_does_its_job(name):
     ids = [node["id"] for node in ui["nodes"]]
     assert len(set(ids)) == len(ids) and ui["last_node_id"] == max(ids)
     assert ui["last_link_id"] == max(link[0] for link in ui["links"])
+
+
+def test_first_and_last_frame_feeds_a_second_picture_into_end_frame():
+    api = load("cinemo_first_and_last_frame", api=True)
+    (conditioning,) = [node for node in api.values() if node["class_type"] == "CinemoConditioning"]
+    first, last = (api[conditioning["inputs"][name][0]] for name in ("first_frame", "end_frame"))
+    assert first["class_type"] == last["class_type"] == "CinemoFirstFrameEncode"
+    assert first["inputs"]["image"] != last["inputs"]["image"]
+    assert (first["inputs"]["width"], first["inputs"]["height"]) == (last["inputs"]["width"], last["inputs"]["height"])
+    assert first["inputs"]["vae"] == last["inputs"]["vae"]
 
 
 @pytest.mark.parametrize("name", NAMES)

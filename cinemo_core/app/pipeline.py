@@ -41,6 +41,7 @@ from ..settings import (
     DEFAULT_WIDTH,
     TRAINED_FRAMES,
     SettingError,
+    size_note,
 )
 from .motion_mask import read_motion_mask, video_latent_mask
 from .render import ClipResult, ProgressFn, Render, new_seed, single_image
@@ -50,7 +51,6 @@ from .settings_rules import (
     check_motion_mask_settings,
     check_sampling_settings,
     resolved_motion_id,
-    size_note,
 )
 
 __all__ = ["AnimationResult", "AnimationSettings", "MAX_SEED", "ProgressFn", "animate", "new_seed"]
@@ -119,7 +119,7 @@ class AnimationSettings:
                 f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
                 f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
-        note = size_note(self) if trained_size else None
+        note = size_note(self.width, self.height) if trained_size else None
         return notes + ([note] if note else [])
 
     @property

@@ -13,8 +13,6 @@ from typing import Any, Sequence
 
 from ..sampling.motion import intensity_to_motion_id, raw_motion_id
 from ..settings import (
-    DEFAULT_HEIGHT,
-    DEFAULT_WIDTH,
     MAX_SEED,
     SettingError,
     check_dct_low_pass,
@@ -29,7 +27,7 @@ from ..settings import (
     is_whole,
 )
 
-__all__ = ["MAX_SEED", "check_guidance_scale", "check_sampling_settings", "default_of", "is_int", "resolved_motion_id", "size_note"]
+__all__ = ["MAX_SEED", "check_guidance_scale", "check_sampling_settings", "default_of", "is_int", "resolved_motion_id"]
 
 is_int = is_whole
 
@@ -94,13 +92,3 @@ def resolved_motion_id(settings: Any) -> float:
     if settings.motion_id is not None:
         return raw_motion_id(settings.motion_id)
     return intensity_to_motion_id(settings.intensity)
-
-
-def size_note(settings: Any) -> str | None:
-    """Advice when the size is not the one the model was trained at."""
-    if (settings.width, settings.height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
-        return None
-    return (
-        f"{settings.width}x{settings.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
-        "quality may drop at other sizes."
-    )

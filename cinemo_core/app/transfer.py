@@ -36,10 +36,11 @@ from ..settings import (
     DEFAULT_WIDTH,
     TRAINED_FRAMES,
     SettingError,
+    size_note,
 )
 from .render import ClipResult, ProgressFn, Render, single_image
 from ..settings import check_frame_step
-from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id, size_note
+from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
 TRANSFER_INIT_MODES = ("dct", "plain")
@@ -112,7 +113,7 @@ class TransferSettings:
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (see ``AnimationSettings``)."""
-        note = size_note(self) if trained_size else None
+        note = size_note(self.width, self.height) if trained_size else None
         return [note] if note else []
 
     @property

@@ -30,6 +30,7 @@ IMAGE = "example.png"                                    # ComfyUI's own input/e
 REFERENCE_VIDEO = "reference_clip.mp4"                   # input/, any short clip
 SOURCE_VIDEO = "source_clip.mp4"                         # input/, the clip whose motion is transferred
 EDITED_IMAGE = "edited_first_frame.png"                  # input/, the source's first frame, edited
+LAST_IMAGE = "last_frame.png"                            # input/, the picture the video ends on
 PROMPT = "a beautiful scene, gentle natural motion, high quality"
 SOURCE_PROMPT = "a short clip of a scene with natural motion"
 SEED = 42
@@ -442,6 +443,19 @@ def seamless_loop(g: Graph) -> None:
     _save_mp4(g, 6, 420, images, "cinemo/loop")
 
 
+def first_and_last_frame(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g, image_title="First frame")
+    last_image = g.add("LoadImage", 0, 800, title="Last frame", image=LAST_IMAGE)
+    last = g.add("CinemoFirstFrameEncode", 1, 800, title="Last Frame Encode", image=g.out(last_image),
+                 vae=g.out(vae), width=512, height=320)
+    cond = g.add("CinemoConditioning", 2, 0, positive=g.out(pos), negative=g.out(neg), first_frame=g.out(first),
+                 intensity=9, frames=16, raw_motion_id=-1.0, model=g.out(model), end_frame=g.out(last))
+    sample = _sampler(g, 3, 0, model, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/first_and_last_frame")
+    _save_mp4(g, 6, 420, images, "cinemo/first_and_last_frame")
+
+
 def cinemagraph(g: Graph) -> None:
     """The seamless loop with Load Image's painted mask on Cinemo Conditioning and Cinemo Keep Still."""
     model, pos, neg, vae, first, img = _common(g)
@@ -463,6 +477,10 @@ LONG_VIDEO_NOTE = """Long videos: Cinemo was trained on 16 frames and degrades p
 """
 
 LOOP_NOTE = """Seamless loop (a cinemagraph): Cinemo Seamless Loop pulls the last frames back towards the first image during sampling (the last quarter of the video by default), so the video glides back to where it starts and plays on repeat without a jump; the frames before the ramp are untouched. The animated WEBP loops forever. For longer loops put Cinemo Context Windows before it and raise frames.
+
+"""
+
+FIRST_LAST_NOTE = f"""First and last frame: the video starts on the First frame picture and ends exactly on the Last frame picture (input/{LAST_IMAGE}): encode both with Cinemo First Frame Encode at the same width and height, and wire the second into Cinemo Conditioning's end_frame. During sampling the last quarter of the frames glides towards it, the way Cinemo Seamless Loop glides back to the start; works with any sampler and with Cinemo Context Windows. Cinemo was never trained for this: pick a last frame close to the first (the same scene, a little later); a very different picture morphs rather than moves. Not together with Cinemo Seamless Loop (a loop ends on the first frame).
 
 """
 
@@ -520,6 +538,10 @@ SPECS = {
     "cinemo_loop": (
         "Cinemo - Seamless loop", seamless_loop, LOOP_NOTE + MODELS_NOTE,
         "A video that ends where it starts, to play on repeat (cinemagraph).",
+    ),
+    "cinemo_first_and_last_frame": (
+        "Cinemo - First and last frame", first_and_last_frame, FIRST_LAST_NOTE + MODELS_NOTE,
+        "A video that starts on one picture and ends exactly on a second one (Cinemo Conditioning's end_frame).",
     ),
     "cinemo_cinemagraph": (
         "Cinemo - Cinemagraph", cinemagraph, CINEMAGRAPH_NOTE + MODELS_NOTE,

@@ -11,6 +11,7 @@ from .clip import Clip, make_clip, wrote_line
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
     SETTING_FLAGS,
+    RecordingGroup,
     SamplingDefaults,
     add_model_options,
     add_output_options,
@@ -50,7 +51,7 @@ def animation_defaults() -> SamplingDefaults:
     )
 
 
-def add_animation_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_animation_options(parser: argparse.ArgumentParser) -> RecordingGroup:
     """The sampling group of animation, with --loop."""
     group = add_sampling_options(parser, animation_defaults())
     group.add_argument("--loop", action="store_true",

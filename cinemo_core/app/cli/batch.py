@@ -36,6 +36,7 @@ from .options import (
     check_download_choice,
     check_fps,
     check_model_choice,
+    recording,
     validated,
 )
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("source", metavar="MANIFEST|FOLDER", help="the jobs: a .jsonl or .csv manifest, or a folder")
-    output = parser.add_argument_group("output")
+    output = recording(parser).add_argument_group("output")
     output.add_argument("--out-dir", required=True, metavar="DIR", help="where the videos go (made if missing)")
     output.add_argument("--format", choices=FORMATS, default="mp4",
                         help="the videos' format when a job gives no out (default mp4)")

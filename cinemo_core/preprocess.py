@@ -1,4 +1,5 @@
-"""Loading the input image and fitting it to the model's frame size like the official sampler.
+"""Loading the input image and fitting it to the model's frame size like the official sampler; picking a source
+clip's frames.
 
 Official ``animation.py`` (``SDXLCenterCrop``): scale by ``s = max((H+1)/h, (W+1)/w)`` with
 ``F.interpolate(scale_factor=s, mode="bilinear", align_corners=False)`` (no antialias; output
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps
 
 from .settings import DEFAULT_HEIGHT as TRAINED_HEIGHT
 from .settings import DEFAULT_WIDTH as TRAINED_WIDTH
-from .settings import MAX_READ_PIXELS, SIDE_MULTIPLE, cover_problem, crop_note
+from .settings import MAX_READ_PIXELS, SIDE_MULTIPLE, cover_problem, crop_note, size_note
 
 #: Transparent pixels are composited onto this background (white), in 0..1.
 ALPHA_BACKGROUND = 1.0
@@ -33,11 +34,8 @@ def check_size(width: int, height: int) -> None:
             raise ValueError(
                 f"{name} must be a positive multiple of {SIDE_MULTIPLE} (the VAE downsamples by 8), got {value!r}."
             )
-    if (width, height) != (TRAINED_WIDTH, TRAINED_HEIGHT):
-        warnings.warn(
-            f"Cinemo was trained at {TRAINED_WIDTH}x{TRAINED_HEIGHT}; at {width}x{height} quality may drop.",
-            stacklevel=3,
-        )
+    if note := size_note(width, height):
+        warnings.warn(note, stacklevel=3)
 
 
 def _composite(rgb: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -154,3 +152,24 @@ def load_image(path: str | os.PathLike) -> torch.Tensor:
     except Exception as exc:  # noqa: BLE001 - any decoder failure (PIL's errors, DecompressionBombError) means unreadable
         raise ValueError(f"Cannot read image {path!r}: {exc}") from exc
     return torch.from_numpy(np.ascontiguousarray(array)).unsqueeze(0)
+
+
+def select_source_frames(clip: torch.Tensor | np.ndarray, num_frames: int, frame_step: int = 1) -> torch.Tensor:
+    """Frames 0, step, ..., (num_frames - 1) * step of ``clip`` [F, H, W, C] (uint8, or 0..1 floats).
+
+    Raises ``ValueError`` naming both counts when the clip is too short.
+    """
+    if isinstance(clip, np.ndarray):
+        clip = torch.from_numpy(np.ascontiguousarray(clip))
+    if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"the source clip must be frames [F, H, W, C] with C in (1, 3, 4), got {getattr(clip, 'shape', clip)!r}."
+        )
+    needed = (num_frames - 1) * frame_step + 1
+    if clip.shape[0] < needed:
+        stepped = f" with a frame step of {frame_step} (source frames 0 to {needed - 1})" if frame_step > 1 else ""
+        raise ValueError(
+            f"the source clip has {clip.shape[0]} frames, but {num_frames} frames were asked for{stepped}; "
+            "ask for fewer frames, use a smaller frame step or a longer clip."
+        )
+    return clip[: needed : frame_step]

@@ -229,6 +229,13 @@ def check_frame_step(value: object) -> int:
     return int(value)
 
 
+def size_note(width: int, height: int) -> str | None:
+    """Advice when ``width x height`` is not the size the model was trained at."""
+    if (width, height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
+        return None
+    return f"Cinemo was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; at {width}x{height} quality may drop."
+
+
 #: Pixels a picture (image or mask) may be read with: decoders would otherwise allocate whatever a header claims.
 MAX_READ_PIXELS = 8192 * 8192
 #: Pixels the official cover-resize may make of one picture before its centre crop (a 1x20000 image covering a

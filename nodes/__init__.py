@@ -8,6 +8,7 @@ from . import (
     first_frame,
     init_noise,
     invert_motion,
+    keep_still,
     last_frame,
     loop,
     motion,
@@ -23,7 +24,7 @@ from .vae import loader as temporal_vae_loader
 NODE_MODULES = (
     model_loader, first_frame, conditioning, init_noise, scheduler, sampler, residual_to_frames,
     temporal_vae_loader, temporal_vae_decode, motion, video_encode, invert_motion, last_frame,
-    context_windows, loop,
+    context_windows, loop, keep_still,
 )
 
 

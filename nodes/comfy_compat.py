@@ -230,6 +230,37 @@ def add_sampled_latent_function(patcher: Any, key: str, function: Callable) -> N
     patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, key, wrapper)
 
 
+def add_sampling_run_function(patcher: Any, key: str, prepare: Callable) -> None:
+    """Let ``prepare(positive, model_options, model) -> finish | None`` set up every sampling run of ``patcher``
+    and its clones, from a ``SAMPLER_SAMPLE`` wrapper like :func:`add_sampled_latent_function`'s.
+
+    ``positive`` is the guider's processed positive conds (``guider.conds["positive"]``: each dict keeps the
+    conditioning's own keys), ``model_options`` this run's copy (``extra_args["model_options"]``, made by
+    ``create_model_options_clone``: a function added to its ``sampler_post_cfg_function`` list, replaced by a
+    new list, applies to this run only), ``model`` the ``BaseModel`` (``process_latent_in``). ``finish(samples)``
+    gets the sample in the model's space before ``process_latent_out``. Wrappers run in the order they were
+    added, the first outermost: a finish added later runs earlier.
+    """
+
+    def wrapper(executor, guider, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
+                disable_pbar=False):
+        finish = prepare(guider.conds.get("positive") or [], extra_args["model_options"], guider.inner_model)
+        samples = executor(guider, sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)
+        return samples if finish is None else finish(samples)
+
+    patcher.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.SAMPLER_SAMPLE, key, wrapper)
+
+
+def post_cfg_functions(model_options: dict) -> list[Callable]:
+    """The ``sampler_post_cfg_function`` list of ``model_options`` (empty if none)."""
+    return list(model_options.get("sampler_post_cfg_function", []))
+
+
+def with_post_cfg_function(model_options: dict, function: Callable) -> None:
+    """Append ``function`` to ``model_options``' post-CFG functions (a new list: the patcher's stays as it was)."""
+    model_options["sampler_post_cfg_function"] = [*post_cfg_functions(model_options), function]
+
+
 def activation_memory_budget(device: torch.device) -> int:
     """Bytes a device can give to one step's activations at best, with every weight offloaded:
     ``get_total_memory(device)`` less ComfyUI's ``extra_reserved_memory()``."""
@@ -380,11 +411,6 @@ def model_folder_paths(name: str) -> list[str]:
     if name not in folder_paths.folder_names_and_paths:
         return []
     return folder_paths.get_folder_paths(name)
-
-
-def load_weights(path: str) -> dict[str, torch.Tensor]:
-    """``comfy.utils.load_torch_file(path, safe_load=True)``: safetensors, or pickles with weights_only."""
-    return comfy.utils.load_torch_file(path, safe_load=True)
 
 
 # --- VAEs -------------------------------------------------------------------------------------------------

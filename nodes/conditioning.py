@@ -26,9 +26,12 @@ from ..cinemo_core.settings import (
     intensity_to_motion_id,
 )
 from .model.base_model import FIRST_FRAME_KEY, MOTION_ID_KEY
+from .model.end_frame import END_FRAME_KEY
 from .comfy_compat import conditioning_with, intermediate_device
-from .latents import SOURCE_SIZE_KEY, first_frame_samples
-from ..cinemo_core.sampling.still import as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask
+from .latents import SOURCE_SIZE_KEY, first_frame_samples, with_first_frame
+from ..cinemo_core.sampling.still import (
+    LATENT_CELL, as_mask_batch, batch_masks, check_aspect, is_unpainted, latent_mask,
+)
 from .setting_inputs import InputCheck, input_problems
 from .model.guards import require_cinemo_model
 
@@ -97,19 +100,27 @@ class CinemoConditioning(io.ComfyNode):
                     tooltip="Optional cinemagraph mask: white (1) = may move, black (0) = stays exactly still, grey "
                     "blends; ComfyUI's convention (as Set Latent Noise Mask). Load Image's MASK is white where you "
                     "painted in the mask editor, so paint what should move. Any size of the image's shape; one mask "
-                    "for all videos or one per video. Load Image's empty 64x64 mask (nothing painted) animates "
-                    "everything.",
+                    "for all videos or one per video. Load Image's empty 64x64 mask (nothing painted, on a picture that "
+                    "is not 64x64) animates everything; any other all-black mask gives a still video.",
                 ),
                 io.Boolean.Input(
                     "invert_mask", default=False, optional=True,
                     tooltip="Flip motion_mask: then white = stays still and black = moves (paint what stays still).",
+                ),
+                io.Latent.Input(
+                    "end_frame", optional=True,
+                    tooltip="Optional end frame: the latent of a second picture from Cinemo First Frame Encode (same "
+                    "width and height). The video starts on first_frame and ends exactly on this one; the last "
+                    "quarter of the frames glide towards it, as Cinemo Seamless Loop glides back to the start. The "
+                    "model was never trained for this: large changes between the two pictures morph rather than move.",
                 ),
             ],
             outputs=[
                 io.Conditioning.Output(display_name="positive", tooltip="Positive conditioning with the first frame."),
                 io.Conditioning.Output(display_name="negative", tooltip="Negative conditioning with the first frame."),
                 io.Latent.Output(
-                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample."
+                    display_name="latent", tooltip="The empty motion residual [videos, 4, frames-1, h, w] to sample. It "
+                    "carries the first frame, so the nodes after the sampler need no first_frame link."
                 ),
             ],
         )
@@ -118,7 +129,7 @@ class CinemoConditioning(io.ComfyNode):
     def execute(
         cls, positive: list, negative: list, first_frame: dict, intensity: int, frames: int,
         raw_motion_id: float = RAW_ID_OFF, model=None, motion_mask: torch.Tensor | None = None,
-        invert_mask: bool = False,
+        invert_mask: bool = False, end_frame: dict | None = None,
     ) -> io.NodeOutput:
         # ComfyUI checks the widgets' ranges input by input before the run; values from links arrive unchecked
         if errors := input_errors(intensity, frames, raw_motion_id):
@@ -137,19 +148,41 @@ class CinemoConditioning(io.ComfyNode):
         else:
             motion_id = intensity_to_motion_id(intensity)
         values = {FIRST_FRAME_KEY: samples, MOTION_ID_KEY: motion_id}
+        if end_frame is not None:
+            values[END_FRAME_KEY] = end_frame_samples(end_frame, samples)
         positive = conditioning_with(positive, values)
         negative = conditioning_with(negative, values)
         videos, channels, height, width = samples.shape
         residual = torch.zeros(
             [videos, channels, frames - 1, height, width], device=intermediate_device()
         )
-        latent = {"samples": residual}
+        latent = with_first_frame({"samples": residual}, samples.to(residual.device))
         if motion_mask is not None:
             noise_mask = residual_noise_mask(motion_mask, bool(invert_mask), samples.shape, frames - 1,
                                              first_frame.get(SOURCE_SIZE_KEY))
             if noise_mask is not None:
                 latent["noise_mask"] = noise_mask.to(residual.device)
         return io.NodeOutput(positive, negative, latent)
+
+
+def end_frame_samples(end_frame: dict, first: torch.Tensor) -> torch.Tensor:
+    """The end frame's latent [N or 1, 4, h, w] checked against the first frame's [N, 4, h, w]."""
+    end = first_frame_samples(end_frame, "end_frame")
+    if end.shape[1:] != first.shape[1:]:
+        raise ValueError(
+            f"end_frame is for {end.shape[-1] * 8}x{end.shape[-2] * 8} pixels (latent {list(end.shape)}) but "
+            f"first_frame is for {first.shape[-1] * 8}x{first.shape[-2] * 8} (latent {list(first.shape)}). Encode both "
+            "pictures with Cinemo First Frame Encode at the same width and height."
+        )
+    if end.shape[0] not in (1, first.shape[0]):
+        raise ValueError(
+            f"end_frame holds {end.shape[0]} pictures (latent {list(end.shape)}) but first_frame {first.shape[0]} "
+            f"(latent {list(first.shape)}), one per video; give one end frame for all videos or one per video."
+        )
+    if not bool(torch.isfinite(end).all()):
+        raise ValueError("end_frame holds NaN or infinite values; encode the end picture again with Cinemo First "
+                         "Frame Encode.")
+    return end
 
 
 def residual_noise_mask(
@@ -162,13 +195,15 @@ def residual_noise_mask(
     of all ones. The sampler keeps the residual exactly 0 where it is 0 (``keep_masked_residual``).
     """
     mask = as_mask_batch(motion_mask, "motion_mask")
-    if is_unpainted(mask):
+    videos, _, height, width = first_frame_shape
+    # a first frame from elsewhere (Last Frame, Encode Video) has no picture behind it: the video's size stands in
+    picture_hw = source_hw or (height * LATENT_CELL, width * LATENT_CELL)
+    if is_unpainted(mask, picture_hw):
         LOG.info("Cinemo Conditioning: motion_mask is Load Image's empty mask (nothing painted): the whole picture "
                  "moves. Paint what should move in the mask editor (right click on Load Image > Open in MaskEditor).")
         return None
     if invert:
         mask = 1.0 - mask
-    videos, _, height, width = first_frame_shape
     if source_hw is not None:
         check_aspect(mask, source_hw, "motion_mask")
     mask = batch_masks(latent_mask(mask, (height, width)), videos, "motion_mask")
@@ -176,7 +211,8 @@ def residual_noise_mask(
         return None
     if not bool(mask.any()):
         LOG.warning("Cinemo Conditioning: motion_mask is still everywhere (all 0%s): the video will be the still "
-                    "picture.", " after invert_mask" if invert else "")
+                    "picture. To animate, paint what moves (white) or unlink motion_mask.",
+                    " after invert_mask" if invert else "")
     return mask[:, None, None].expand(videos, 1, residual_frames, height, width).contiguous()
 
 

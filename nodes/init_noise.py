@@ -28,7 +28,7 @@ from ..cinemo_core.settings import (
     check_seed,
 )
 from ..cinemo_core.sampling.schedule import CinemoSchedule
-from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
+from .latents import first_frame_samples, residual_and_first_frame, residual_samples
 from .model.config import latent_scale
 from .setting_inputs import check_inputs
 
@@ -67,7 +67,8 @@ class CinemoNoise:
     """ComfyUI NOISE: Gaussian noise from ``seed`` (or ``base_noise``) turned into x_T by ``mode``.
 
     Attributes:
-        first_frame: unscaled first-frame latent ``[N or 1, 4, h, w]``.
+        first_frame: unscaled first-frame latent ``[N or 1, 4, h, w]``; None: the one the residual LATENT that is
+            sampled carries (from Cinemo Conditioning).
         seed: seeds a private CPU generator (ComfyUI's global RNG is left alone).
         mode: ``"dct"`` (DCTInit, official), ``"fft"`` (FreeInit-style low-pass) or ``"plain"`` (the noise).
         low_pass: DCTInit's low-pass fraction of each spatial axis.
@@ -76,7 +77,7 @@ class CinemoNoise:
             editing pipeline does), shaped like the residual latent, in the model's scaled space.
     """
 
-    first_frame: torch.Tensor
+    first_frame: torch.Tensor | None
     seed: int
     mode: str = DEFAULT_INIT
     low_pass: float = DEFAULT_DCT_LOW_PASS
@@ -89,9 +90,9 @@ class CinemoNoise:
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
         """x_T ``[N, 4, F - 1, h, w]`` (float32, CPU, model space) for the residual latent ``input_latent``."""
-        residual = input_latent["samples"]
-        check_residual_matches_first_frame(
-            residual.shape, self.first_frame.shape, residual_name="latent_image (the residual LATENT)",
+        residual, first_frame = residual_and_first_frame(
+            input_latent, None if self.first_frame is None else {"samples": self.first_frame},
+            residual_name="latent_image (the residual LATENT)",
             first_frame_name="first_frame (of the Cinemo Init Noise node)",
         )
         if self.base_noise is not None:
@@ -107,7 +108,7 @@ class CinemoNoise:
         else:
             generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
             noise = torch.randn(tuple(residual.shape), generator=generator, dtype=torch.float32)
-        base = (self.first_frame.detach().to(device="cpu", dtype=torch.float64) * latent_scale()).unsqueeze(2)
+        base = (first_frame.detach().to(device="cpu", dtype=torch.float64) * latent_scale()).unsqueeze(2)
         x_t = init_noise(
             self.mode, base, noise, CinemoSchedule(), low_pass=self.low_pass, noise_timestep=self.noise_timestep
         )
@@ -129,7 +130,11 @@ class CinemoInitNoise(io.ComfyNode):
                 "from Cinemo Conditioning."
             ),
             inputs=[
-                io.Latent.Input("first_frame", tooltip="The first-frame latent from Cinemo First Frame Encode."),
+                io.Latent.Input(
+                    "first_frame", optional=True,
+                    tooltip="Optional: the first-frame latent from Cinemo First Frame Encode. Without it, the first "
+                    "frame the sampled residual latent carries from Cinemo Conditioning.",
+                ),
                 seed_input("Seed of the Gaussian noise (the same seed gives the same video)."),
                 *dct_inputs(),
                 io.Combo.Input(
@@ -154,10 +159,10 @@ class CinemoInitNoise(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, first_frame: dict, seed: int, low_pass: float, noise_timestep: int, mode: str,
+        cls, seed: int, low_pass: float, noise_timestep: int, mode: str, first_frame: dict | None = None,
         inverted_motion: dict | None = None, inverted_noise_timestep: int = DEFAULT_EDIT_NOISE_TIMESTEP,
     ) -> io.NodeOutput:
-        samples = first_frame_samples(first_frame, "first_frame")
+        samples = None if first_frame is None else first_frame_samples(first_frame, "first_frame")
         timestep_input = "noise_timestep" if inverted_motion is None else "inverted_noise_timestep"
         check_noise_inputs(seed, low_pass, noise_timestep if inverted_motion is None else inverted_noise_timestep, timestep_input)
         if inverted_motion is None:

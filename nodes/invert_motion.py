@@ -86,6 +86,7 @@ class CinemoInvertMotion(io.ComfyNode):
             inversion_sigmas(steps), seed=0,
         )
         check_residual(inverted, "inverted_motion (this node's output)")
+        # no first frame carried: the inverted motion is noise to animate another first frame with
         return io.NodeOutput({"samples": inverted.to(intermediate_device())})
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..cinemo_core.finite import check_residual
-from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
+from .latents import residual_and_first_frame
 
 
 class CinemoLastFrame(io.ComfyNode):
@@ -29,18 +29,20 @@ class CinemoLastFrame(io.ComfyNode):
             ),
             inputs=[
                 io.Latent.Input("residual", tooltip="The sampled motion residual of the clip that ends here."),
-                io.Latent.Input("first_frame", tooltip="The first-frame latent that clip was sampled with."),
+                io.Latent.Input(
+                    "first_frame", optional=True,
+                    tooltip="Optional: the first-frame latent that clip was sampled with. Without it, the first "
+                    "frame the residual carries from Cinemo Conditioning.",
+                ),
             ],
             outputs=[io.Latent.Output(display_name="first_frame",
                                       tooltip="The last frame's latent [videos, 4, h, w]: the next clip's first frame.")],
         )
 
     @classmethod
-    def execute(cls, residual: dict, first_frame: dict) -> io.NodeOutput:
-        res = residual_samples(residual, "residual")
+    def execute(cls, residual: dict, first_frame: dict | None = None) -> io.NodeOutput:
+        res, first = residual_and_first_frame(residual, first_frame, residual_name="residual")
         check_residual(res, "residual")
-        first = first_frame_samples(first_frame, "first_frame")
-        check_residual_matches_first_frame(res.shape, first.shape, residual_name="residual", first_frame_name="first_frame")
         return io.NodeOutput({"samples": (first + res[:, :, -1]).contiguous()})
 
 

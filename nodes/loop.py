@@ -2,10 +2,13 @@
 
 At every step the sampler's clean residual of the last frames is scaled down towards the first image (the
 core's ``cinemo_core.sampling.loop``, measured against the alternatives in the README); in ComfyUI that is a post-CFG
-function, so it works with any sampler and with context windows.
+function (``nodes/model/end_frame.py``, shared with Cinemo Conditioning's end_frame), so it works with any sampler
+and with context windows.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from comfy_api.latest import io
@@ -13,21 +16,17 @@ from comfy_api.latest import io
 from ..cinemo_core.settings import MAX_FRAMES
 from ..cinemo_core.sampling.loop import default_ramp, return_weights
 from .comfy_compat import add_post_cfg_function
+from .model.end_frame import LOOP_MARK, pull_post_cfg
 from .model.guards import require_cinemo_model
 
 
-def pull_to_first_frame(ramp: int):
-    """A post-CFG function scaling the denoised residual [N, 4, F, h, w] of the last ``ramp`` frames (0: auto)."""
+def loop_weights(ramp: int) -> Callable[[int], torch.Tensor]:
+    """The loop's per-frame weights for ``frames`` residual frames, gliding back over ``ramp`` of them (0: auto)."""
 
-    def post_cfg(args: dict) -> torch.Tensor:
-        denoised = args["denoised"]
-        if denoised.ndim != 5:
-            raise ValueError("Cinemo Seamless Loop works on Cinemo's residual latent [videos, 4, frames, h, w].")
-        frames = denoised.shape[2]
-        weights = return_weights(frames, min(ramp, frames) if ramp else default_ramp(frames))
-        return denoised * weights.to(denoised).view(1, 1, -1, 1, 1)
+    def weights_for(frames: int) -> torch.Tensor:
+        return return_weights(frames, min(ramp, frames) if ramp else default_ramp(frames))
 
-    return post_cfg
+    return weights_for
 
 
 class CinemoSeamlessLoop(io.ComfyNode):
@@ -57,7 +56,9 @@ class CinemoSeamlessLoop(io.ComfyNode):
     def execute(cls, model, ramp_frames: int) -> io.NodeOutput:
         require_cinemo_model(model, "model")
         patched = model.clone()
-        add_post_cfg_function(patched, pull_to_first_frame(int(ramp_frames)))
+        pull = pull_post_cfg(loop_weights(int(ramp_frames)), node="Cinemo Seamless Loop")
+        setattr(pull, LOOP_MARK, True)
+        add_post_cfg_function(patched, pull)
         return io.NodeOutput(patched)
 
 

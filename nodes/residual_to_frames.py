@@ -5,13 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..cinemo_core.finite import check_residual
-from .latents import (
-    CLIP_FRAMES_KEY,
-    check_residual_matches_first_frame,
-    first_frame_samples,
-    residual_samples,
-    video_frames,
-)
+from .latents import CLIP_FRAMES_KEY, residual_and_first_frame, video_frames
 
 
 class CinemoResidualToFrames(io.ComfyNode):
@@ -30,7 +24,11 @@ class CinemoResidualToFrames(io.ComfyNode):
             ),
             inputs=[
                 io.Latent.Input("residual", tooltip="The sampled motion residual (Cinemo Sampler or a core sampler)."),
-                io.Latent.Input("first_frame", tooltip="The first-frame latent the residual was sampled with."),
+                io.Latent.Input(
+                    "first_frame", optional=True,
+                    tooltip="Optional: the first-frame latent the residual was sampled with. Without it, the first "
+                    "frame the residual carries from Cinemo Conditioning.",
+                ),
             ],
             outputs=[
                 io.Latent.Output(
@@ -42,13 +40,9 @@ class CinemoResidualToFrames(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, residual: dict, first_frame: dict) -> io.NodeOutput:
-        res = residual_samples(residual, "residual")
+    def execute(cls, residual: dict, first_frame: dict | None = None) -> io.NodeOutput:
+        res, first = residual_and_first_frame(residual, first_frame, residual_name="residual")
         check_residual(res, "residual")
-        first = first_frame_samples(first_frame, "first_frame")
-        check_residual_matches_first_frame(
-            res.shape, first.shape, residual_name="residual", first_frame_name="first_frame"
-        )
         return io.NodeOutput({"samples": video_frames(first, res), CLIP_FRAMES_KEY: res.shape[2] + 1})
 
 

@@ -15,7 +15,7 @@ from .comfy_compat import (
     scheduler_sigmas,
 )
 from .init_noise import CinemoNoise, check_noise_inputs, dct_inputs, seed_input
-from .latents import check_residual_matches_first_frame, first_frame_samples, residual_samples
+from .latents import residual_and_first_frame, residual_samples
 from .model.guards import require_cinemo_model
 from .scheduler import official_sigmas, steps_input
 from .setting_inputs import check_inputs
@@ -43,7 +43,11 @@ class CinemoSampler(io.ComfyNode):
                 io.Conditioning.Input("positive", tooltip="Positive output of Cinemo Conditioning."),
                 io.Conditioning.Input("negative", tooltip="Negative output of Cinemo Conditioning."),
                 io.Latent.Input("latent_image", tooltip="The residual latent output of Cinemo Conditioning."),
-                io.Latent.Input("first_frame", tooltip="The first-frame latent (for DCTInit)."),
+                io.Latent.Input(
+                    "first_frame", optional=True,
+                    tooltip="Optional: the first-frame latent (for DCTInit). Without it, the first frame "
+                    "latent_image carries from Cinemo Conditioning.",
+                ),
                 seed_input("Seed of the initial noise."),
                 steps_input(f"Denoising steps (official {DEFAULT_STEPS})."),
                 io.Float.Input(
@@ -74,19 +78,18 @@ class CinemoSampler(io.ComfyNode):
 
     @classmethod
     def execute(
-        cls, model, positive: list, negative: list, latent_image: dict, first_frame: dict, seed: int, steps: int,
-        cfg: float, sampler_name: str, scheduler: str, dct_init: bool, low_pass: float, noise_timestep: int,
-        noise=None,
+        cls, model, positive: list, negative: list, latent_image: dict, seed: int, steps: int, cfg: float,
+        sampler_name: str, scheduler: str, dct_init: bool, low_pass: float, noise_timestep: int,
+        first_frame: dict | None = None, noise=None,
     ) -> io.NodeOutput:
         require_cinemo_model(model, "model")
         check_inputs([("cfg", check_guidance, cfg)])
         if noise is None:
             check_noise_inputs(seed, low_pass, noise_timestep)
-        residual = residual_samples(latent_image, "latent_image")
-        first = first_frame_samples(first_frame, "first_frame")
-        check_residual_matches_first_frame(
-            residual.shape, first.shape, residual_name="latent_image", first_frame_name="first_frame"
-        )
+        if noise is None or first_frame is not None:  # an own noise brings its own first frame
+            residual, first = residual_and_first_frame(latent_image, first_frame, residual_name="latent_image")
+        else:
+            residual = residual_samples(latent_image, "latent_image")
         residual = fit_latent_channels(model, residual)
         if noise is None:
             noise = CinemoNoise(first, seed, "dct" if dct_init else "plain", float(low_pass), int(noise_timestep))

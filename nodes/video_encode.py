@@ -25,11 +25,11 @@ from ..cinemo_core.settings import (
     SIDE_MULTIPLE,
 )
 from ..cinemo_core.finite import check_encoded_latent
-from ..cinemo_core.preprocess import fit_image
+from ..cinemo_core.preprocess import fit_image, select_source_frames
 from ..cinemo_core.sampling.sampler import split_video_latents
-from ..cinemo_core.app.transfer import select_source_frames
 from .comfy_compat import encode_images, intermediate_device
 from .first_frame import frame_size_error
+from .latents import with_first_frame
 
 
 
@@ -64,7 +64,8 @@ class CinemoVideoEncode(io.ComfyNode):
             outputs=[
                 io.Latent.Output(display_name="first_frame", tooltip="The clip's first-frame latent [1, 4, h, w]."),
                 io.Latent.Output(display_name="residual",
-                                 tooltip="The clip's motion residual [1, 4, frames - 1, h, w] to invert."),
+                                 tooltip="The clip's motion residual [1, 4, frames - 1, h, w] to invert; it "
+                                 "carries the clip's first frame (Residual To Frames needs no first_frame)."),
             ],
         )
 
@@ -91,7 +92,8 @@ class CinemoVideoEncode(io.ComfyNode):
         check_encoded_latent(latents, (height, width), "vae", "the clip")
         first, residual = split_video_latents(rearrange(latents, "f c h w -> 1 c f h w"))
         device = intermediate_device()
-        return io.NodeOutput({"samples": first[:, :, 0].to(device)}, {"samples": residual.to(device)})
+        first = first[:, :, 0].to(device)
+        return io.NodeOutput({"samples": first}, with_first_frame({"samples": residual.to(device)}, first))
 
 
 NODES: list[type[io.ComfyNode]] = [CinemoVideoEncode]

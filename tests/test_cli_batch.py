@@ -199,3 +199,16 @@ def test_a_job_killed_while_sampling_leaves_no_file_and_is_made_on_the_next_run(
     assert run_batch([manifest, "--demo", "--out-dir", out, "--size", "64x64", "--frames", "3", "--steps", "1",
                       "--quiet"]) == 0
     assert outputs(out) == ["fast.gif", "fast.gif.json", "slow.gif", "slow.gif.json"]
+
+
+def test_every_manifest_key_is_parsed_like_its_option():
+    """The manifest keys come from the options the batch parser records: each has its option's action."""
+    from cinemo_core.app.cli.batch import JOB_KEYS, build_parser
+    from cinemo_core.app.cli.jobs import job_actions
+
+    keys = set(JOB_KEYS.values()) | {"no_dct", "fps"}
+    actions = job_actions(build_parser(), keys)
+    assert set(actions) == keys
+    assert actions["size"].type("64x48") == (64, 48)
+    assert actions["loop"].nargs == 0 and actions["fps"].type is float
+    assert {option for action in actions.values() for option in action.option_strings} >= {"--cfg", "--end-image"}

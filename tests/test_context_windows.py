@@ -16,12 +16,11 @@ from cinemo_core.sampling.context_windows import (
     STANDARD_STATIC,
     STANDARD_UNIFORM,
     ContextWindows,
-    coverage,
     fuse_weights,
     ordered_halving,
     windowed_prediction,
 )
-from cinemo_core.sampling.loop import default_ramp, pull_towards_first_frame, return_weights
+from cinemo_core.sampling.loop import default_ramp, return_weights, scale_clean_residual
 from cinemo_core.sampling.sampler import sample_residual
 from cinemo_core.sampling.schedule import CinemoSchedule
 
@@ -30,6 +29,14 @@ MOTION_ID = 90.0
 
 def span(start, stop):
     return list(range(start, stop))
+
+
+def coverage(num_frames: int, options: ContextWindows, step: int) -> torch.Tensor:
+    """How many windows hold each frame at ``step``."""
+    counts = torch.zeros(num_frames, dtype=torch.int64)
+    for window in options.windows(num_frames, step):
+        counts[window] += 1
+    return counts
 
 
 @pytest.fixture(scope="module")
@@ -275,7 +282,7 @@ def test_pull_scales_the_clean_residual_and_keeps_other_frames_exact():
     eps = torch.randn(2, 4, 6, 3, 5, generator=generator)
     weights = return_weights(6, 3)
     for t in (981, 501, 21, 1):
-        pulled = pull_towards_first_frame(eps, x, t, schedule, weights)
+        pulled = scale_clean_residual(eps, x, t, schedule, weights.view(1, 1, -1, 1, 1))
         a = schedule.alphas_cumprod[t].double()
         clean = (x.double() - (1 - a).sqrt() * eps.double()) / a.sqrt()
         clean_pulled = (x.double() - (1 - a).sqrt() * pulled.double()) / a.sqrt()

@@ -105,6 +105,28 @@ def test_full_graph_writes_a_16_frame_video(comfyui, comfy_models, all_in_one):
     assert [value for value, total in progress if total == steps] == list(range(1, steps + 1))
 
 
+def webp_frames(path) -> list[np.ndarray]:
+    with Image.open(path) as video:
+        frames = []
+        for index in range(video.n_frames):
+            video.seek(index)
+            frames.append(np.asarray(video.convert("RGB")))
+    return frames
+
+
+@pytest.mark.parametrize("all_in_one", [False, True], ids=["SamplerCustomAdvanced", "CinemoSampler"])
+def test_graph_without_first_frame_links_makes_the_same_video(comfyui, comfy_models, all_in_one):
+    """The residual LATENT carries its first frame: the links after Cinemo Conditioning are optional."""
+    wired = animation_graph(comfy_models, steps=2, frames=4, all_in_one=all_in_one)
+    unwired = animation_graph(comfy_models, steps=2, frames=4, all_in_one=all_in_one)
+    for node in ("to_frames", "sample" if all_in_one else "noise"):
+        del unwired[node]["inputs"]["first_frame"]
+    expected = webp_frames(saved_webp(comfyui, comfyui.run(wired)[0]))
+    frames = webp_frames(saved_webp(comfyui, comfyui.run(unwired)[0]))
+    assert len(frames) == 4
+    assert all(np.array_equal(frame, reference) for frame, reference in zip(frames, expected))
+
+
 def test_interrupt_stops_within_one_step(comfyui, comfy_models):
     import execution
     from comfyui_harness import RecordingServer

@@ -45,6 +45,7 @@ def custom_advanced(model, positive, negative, latent, noise, steps=10):
 
 def test_inversion_reproduces_the_golden_inverted_latents(golden_model, case):
     inverted = invert(golden_model, case)
+    assert set(inverted) == {"samples"}  # no first frame: the inverted motion animates another one
     error = relative_error(inverted["samples"] * SCALE, case["inverted_latents"])
     print(f"Cinemo Invert Motion vs golden: relative error {error:.2e}")
     assert error <= 1e-4
@@ -133,5 +134,8 @@ def test_encode_video_takes_every_nth_frame_fitted_like_an_image(comfy_models):
     expected = vae.encode(((fitted + 1) / 2).movedim(1, -1))  # [4, 4, 8, 12]
     assert relative_error(first["samples"], expected[:1]) <= 1e-5
     assert relative_error(residual["samples"][0].transpose(0, 1), expected[1:] - expected[:1]) <= 1e-5
+    # the residual carries the clip's first frame: Residual To Frames gives the clip's own frames back
+    (frames,) = call_node("CinemoResidualToFrames", residual=residual)
+    assert relative_error(frames["samples"], expected) <= 1e-5
     with pytest.raises(ValueError, match=r"images: the source clip has 10 frames, but 5 frames were asked for"):
         call_node("CinemoVideoEncode", images=clip, vae=vae, width=96, height=64, frames=5, frame_step=3)

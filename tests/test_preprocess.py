@@ -39,6 +39,17 @@ def reference_fit(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return (crop * 2 - 1).transpose(2, 0, 1)
 
 
+def test_off_size_advice_is_the_same_for_the_image_fit_and_the_settings():
+    from cinemo_core import AnimationSettings
+
+    with pytest.warns(UserWarning) as warned:
+        fit_image(torch.rand(1, 40, 64, 3), width=64, height=40)
+    (note,) = [str(w.message) for w in warned]
+    assert "512x320" in note and "64x40" in note
+    assert note in AnimationSettings(width=64, height=40).quality_warnings()
+    assert AnimationSettings().quality_warnings() == []
+
+
 @pytest.mark.parametrize("in_hw", [(37, 91), (200, 100), (40, 64), (41, 65), (13, 13)])
 def test_fit_matches_numpy_reference(in_hw):
     rng = np.random.default_rng(in_hw[0])

@@ -94,8 +94,10 @@ def test_average_per_cell_is_the_mean_of_each_8x8_block():
 
 
 def test_unpainted_mask_and_aspect_and_bad_values():
-    assert is_unpainted(torch.zeros(1, 64, 64))
-    assert not is_unpainted(torch.zeros(1, 64, 128)) and not is_unpainted(torch.ones(1, 64, 64))
+    assert is_unpainted(torch.zeros(1, 64, 64), (320, 512))
+    assert is_unpainted(torch.zeros(3, 64, 64), (300, 300))  # an animated picture: one mask per frame
+    assert not is_unpainted(torch.zeros(1, 64, 128), (320, 512)) and not is_unpainted(torch.ones(1, 64, 64), (8, 8))
+    assert not is_unpainted(torch.zeros(1, 64, 64), (64, 64))  # a mask of the picture's own size is deliberate
     check_aspect(torch.zeros(1, 150, 200), (300, 400), "motion_mask")
     with pytest.raises(ValueError, match="motion_mask is 200x200 pixels but the image is 400x300"):
         check_aspect(torch.zeros(1, 200, 200), (300, 400), "motion_mask")

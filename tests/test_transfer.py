@@ -9,8 +9,8 @@ import torch
 from test_inversion import scipy_mix
 
 from cinemo_core.app.demo import build_demo_components, demo_edited_frame, demo_source_clip
-from cinemo_core.preprocess import fit_image
-from cinemo_core.app.transfer import TransferSettings, select_source_frames, transfer_motion
+from cinemo_core.preprocess import fit_image, select_source_frames
+from cinemo_core.app.transfer import TransferSettings, transfer_motion
 
 SCALE = 0.18215
 pytestmark = pytest.mark.filterwarnings("ignore:Cinemo was trained at")

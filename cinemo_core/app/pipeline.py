@@ -41,10 +41,17 @@ from ..settings import (
     DEFAULT_WIDTH,
     TRAINED_FRAMES,
     SettingError,
+    size_note,
 )
 from .motion_mask import read_motion_mask, video_latent_mask
 from .render import ClipResult, ProgressFn, Render, new_seed, single_image
-from .settings_rules import MAX_SEED, check_motion_mask_settings, check_sampling_settings, resolved_motion_id, size_note
+from .settings_rules import (
+    MAX_SEED,
+    check_end_image_settings,
+    check_motion_mask_settings,
+    check_sampling_settings,
+    resolved_motion_id,
+)
 
 __all__ = ["AnimationResult", "AnimationSettings", "MAX_SEED", "ProgressFn", "animate", "new_seed"]
 
@@ -72,6 +79,9 @@ class AnimationSettings:
         motion_mask: a cinemagraph's mask picture (a file; its grayscale, white = moves, black = stays exactly
             still; see :mod:`cinemo_core.app.motion_mask`), or None to animate everything.
         invert_mask: flip the mask (black = moves).
+        end_image: a picture (a file) the video ends on, fitted like the input image; the last frames glide
+            towards it (:func:`cinemo_core.sampling.loop.end_frame_weights`). The model was never trained for
+            this. Not with ``loop``.
     """
 
     prompt: str = ""
@@ -90,6 +100,7 @@ class AnimationSettings:
     loop: bool = False
     motion_mask: str | None = None
     invert_mask: bool = False
+    end_image: str | None = None
 
     def validate(self) -> None:
         """Raise :class:`SettingError` naming the first bad setting, what is allowed and what to do."""
@@ -97,6 +108,7 @@ class AnimationSettings:
         if not isinstance(self.loop, bool):
             raise SettingError("loop", f"loop must be True or False, got {self.loop!r}.")
         check_motion_mask_settings(self)
+        check_end_image_settings(self)
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (the size too, unless ``trained_size`` is
@@ -107,7 +119,7 @@ class AnimationSettings:
                 f"{self.num_frames} frames: the model was trained on {TRAINED_FRAMES}, so the video is sampled in "
                 f"overlapping windows of {TRAINED_FRAMES} frames that all start from the input image."
             )
-        note = size_note(self) if trained_size else None
+        note = size_note(self.width, self.height) if trained_size else None
         return notes + ([note] if note else [])
 
     @property
@@ -135,6 +147,18 @@ def latent_motion_mask(settings: AnimationSettings, image_hw: tuple[int, int],
     return mask
 
 
+def read_end_image(settings: AnimationSettings) -> torch.Tensor | None:
+    """The settings' end picture [1, H, W, C] (None without one); ``SettingError`` of ``end_image`` if unreadable."""
+    if settings.end_image is None:
+        return None
+    try:
+        return single_image(load_image(settings.end_image), "end_image")
+    except FileNotFoundError:
+        raise SettingError("end_image", f"end image file not found: {os.fspath(settings.end_image)}.") from None
+    except ValueError as error:
+        raise SettingError("end_image", f"{error}. Give a readable PNG, JPEG or WebP picture.") from None
+
+
 @torch.no_grad()
 def animate(
     components: CinemoComponents,
@@ -160,11 +184,14 @@ def animate(
     base = run.encode(run.fit(picture))
     latent_h, latent_w = base.shape[-2:]
     motion_mask = latent_motion_mask(settings, tuple(picture.shape[1:3]), (latent_h, latent_w))
+    end_picture = read_end_image(settings)
     noise = torch.randn(
         (1, components.latent_channels, settings.num_frames - 1, latent_h, latent_w),
         generator=run.generator,
         dtype=torch.float32,
     )
+    # encoded after the noise is drawn, so that a seed draws the same first frame and noise with or without it
+    end_target = None if end_picture is None else run.encode(run.fit(end_picture)) - base
     # on the CPU in float64, as the official code mixes frequencies (and MPS has no float64)
     init_latents = run.on_model(init_noise(
         settings.init,
@@ -191,5 +218,6 @@ def animate(
         windows=LONG_VIDEO_WINDOWS,
         loop_ramp=default_ramp(settings.num_frames - 1) if settings.loop else 0,
         motion_mask=motion_mask,
+        end_target=None if end_target is None else end_target.to(base),
     )
     return run.finish(base, residual)

@@ -13,8 +13,6 @@ from typing import Any, Sequence
 
 from ..sampling.motion import intensity_to_motion_id, raw_motion_id
 from ..settings import (
-    DEFAULT_HEIGHT,
-    DEFAULT_WIDTH,
     MAX_SEED,
     SettingError,
     check_dct_low_pass,
@@ -29,7 +27,7 @@ from ..settings import (
     is_whole,
 )
 
-__all__ = ["MAX_SEED", "check_guidance_scale", "check_sampling_settings", "default_of", "is_int", "resolved_motion_id", "size_note"]
+__all__ = ["MAX_SEED", "check_guidance_scale", "check_sampling_settings", "default_of", "is_int", "resolved_motion_id"]
 
 is_int = is_whole
 
@@ -73,6 +71,17 @@ def check_motion_mask_settings(settings: Any) -> None:
         raise SettingError("invert_mask", "invert_mask flips a motion mask: give motion_mask too.")
 
 
+def check_end_image_settings(settings: Any) -> None:
+    """``end_image``: None or a file path (read when the video is made), not with ``loop`` (which ends on the
+    first image)."""
+    end = settings.end_image
+    if end is not None and (not isinstance(end, (str, os.PathLike)) or not os.fspath(end)):
+        raise SettingError("end_image", f"end_image must be the path of a picture or None, got {end!r}.")
+    if end is not None and settings.loop:
+        raise SettingError("end_image", "end_image and loop both set where the video ends (a loop ends on the first "
+                           "image); use one of them.")
+
+
 def check_guidance_scale(settings: Any, name: str, label: str) -> None:
     """A text guidance scale: a finite number >= 0 (<= 1 turns guidance off)."""
     check_guidance(getattr(settings, name), name, official=default_of(settings, name), label=label)
@@ -83,13 +92,3 @@ def resolved_motion_id(settings: Any) -> float:
     if settings.motion_id is not None:
         return raw_motion_id(settings.motion_id)
     return intensity_to_motion_id(settings.intensity)
-
-
-def size_note(settings: Any) -> str | None:
-    """Advice when the size is not the one the model was trained at."""
-    if (settings.width, settings.height) == (DEFAULT_WIDTH, DEFAULT_HEIGHT):
-        return None
-    return (
-        f"{settings.width}x{settings.height}: the model was trained at {DEFAULT_WIDTH}x{DEFAULT_HEIGHT}; "
-        "quality may drop at other sizes."
-    )

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..model.components import CinemoComponents
-from ..preprocess import load_image
+from ..preprocess import load_image, select_source_frames
 from ..sampling.inversion import edit_init_latents, invert_residual
 from ..sampling.sampler import sample_residual, split_video_latents
 from ..settings import (
@@ -36,10 +36,11 @@ from ..settings import (
     DEFAULT_WIDTH,
     TRAINED_FRAMES,
     SettingError,
+    size_note,
 )
 from .render import ClipResult, ProgressFn, Render, single_image
 from ..settings import check_frame_step
-from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id, size_note
+from .settings_rules import check_guidance_scale, check_sampling_settings, is_int, resolved_motion_id
 
 #: ``dct`` mixes the edited frame into the inverted latents (official), ``plain`` samples from them as they are.
 TRANSFER_INIT_MODES = ("dct", "plain")
@@ -112,7 +113,7 @@ class TransferSettings:
 
     def quality_warnings(self, *, trained_size: bool = True) -> list[str]:
         """Settings that run but leave what the model was trained on (see ``AnimationSettings``)."""
-        note = size_note(self) if trained_size else None
+        note = size_note(self.width, self.height) if trained_size else None
         return [note] if note else []
 
     @property
@@ -123,27 +124,6 @@ class TransferSettings:
     def source_frames_needed(self) -> int:
         """How long the source clip must be: frames 0, step, ..., (num_frames - 1) * step."""
         return (self.num_frames - 1) * self.frame_step + 1
-
-
-def select_source_frames(clip: torch.Tensor | np.ndarray, num_frames: int, frame_step: int = 1) -> torch.Tensor:
-    """Frames 0, step, ..., (num_frames - 1) * step of ``clip`` [F, H, W, C] (uint8, or 0..1 floats).
-
-    Raises ``ValueError`` naming both counts when the clip is too short.
-    """
-    if isinstance(clip, np.ndarray):
-        clip = torch.from_numpy(np.ascontiguousarray(clip))
-    if not isinstance(clip, torch.Tensor) or clip.dim() != 4 or clip.shape[-1] not in (1, 3, 4):
-        raise ValueError(
-            f"the source clip must be frames [F, H, W, C] with C in (1, 3, 4), got {getattr(clip, 'shape', clip)!r}."
-        )
-    needed = (num_frames - 1) * frame_step + 1
-    if clip.shape[0] < needed:
-        stepped = f" with a frame step of {frame_step} (source frames 0 to {needed - 1})" if frame_step > 1 else ""
-        raise ValueError(
-            f"the source clip has {clip.shape[0]} frames, but {num_frames} frames were asked for{stepped}; "
-            "ask for fewer frames, use a smaller frame step or a longer clip."
-        )
-    return clip[: needed : frame_step]
 
 
 def _load_clip(

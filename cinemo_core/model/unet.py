@@ -12,7 +12,8 @@ from .config import CROSS_ATTN_DOWN, CROSS_ATTN_UP, CinemoUNetConfig
 from .layers import AttentionFn, Operations
 from .layers.blocks import DownBlock, MidBlock, UpBlock, keep_skip
 from .layers.embeddings import EmbeddingMLP, sinusoidal_embedding
-from .layers.hooks import UNetHooks
+from .layers.hooks import NO_HOOKS, UNetHooks
+from .layers.layout import activation_format
 from .layers.resnet import group_norm_over_frames
 
 
@@ -31,8 +32,12 @@ class CinemoUNet3D(nn.Module):
 
     The state-dict keys are those of the released checkpoint. ``operations`` supplies the layer classes
     (``torch.nn`` or ComfyUI's ``comfy.ops``) and ``attention`` the attention kernel, with the signature of
-    ``torch.nn.functional.scaled_dot_product_attention``.
+    ``torch.nn.functional.scaled_dot_product_attention``. ``channels_last`` picks the activations' layout
+    (None: channels-last for bfloat16 and float16 on the CPU, see ``layers.layout``); it changes no result
+    beyond floating-point rounding.
     """
+
+    channels_last: bool | None = None
 
     def __init__(
         self,
@@ -104,7 +109,7 @@ class CinemoUNet3D(nn.Module):
         context: torch.Tensor | None = None,
         base_content: torch.Tensor | None = None,
         motion_ids: torch.Tensor | float | int | None = None,
-        hooks: UNetHooks | None = None,
+        hooks: UNetHooks = NO_HOOKS,
         **unused: Any,
     ) -> torch.Tensor:
         """Predict epsilon for the noisy residual.
@@ -115,8 +120,8 @@ class CinemoUNet3D(nn.Module):
             context: text embeddings ``[B, T, cross_attention_dim]``.
             base_content: the first-frame latent ``[B, C, 1, h, w]``, already scaled by 0.18215.
             motion_ids: raw motion ids (see ``cinemo_core.sampling.motion``), a scalar or ``[B]``.
-            hooks: callbacks at the points where hosts patch the UNet (see ``layers.hooks``); None runs the
-                plain computation.
+            hooks: callbacks at the points where hosts patch the UNet (see ``layers.hooks``); the default
+                changes nothing.
             unused: extra keyword arguments a host passes (ComfyUI's ``transformer_options``, ...), ignored.
 
         Returns:
@@ -137,9 +142,10 @@ class CinemoUNet3D(nn.Module):
         num_frames = residual_frames + 1
         base_content = base_content.to(dtype)
         clip = torch.cat([base_content, base_content + x], dim=2)
-        frames = rearrange(clip, "b c f h w -> (b f) c h w")
-        if hooks is not None:
-            hooks.unet_started(frames.shape)
+        frames = rearrange(clip, "b c f h w -> (b f) c h w").contiguous(
+            memory_format=activation_format(x.device, dtype, self.channels_last)
+        )
+        hooks.unet_started(frames.shape)
 
         timesteps = _per_sample(timesteps, batch, x.device)
         emb = self.time_embedding(
@@ -147,8 +153,7 @@ class CinemoUNet3D(nn.Module):
                 dtype
             )
         )
-        if hooks is not None:
-            emb = hooks.time_embedding(emb)
+        emb = hooks.time_embedding(emb)
         motion_ids = _per_sample(motion_ids, batch, x.device)
         emb = emb + self.add_embedding(
             sinusoidal_embedding(motion_ids, config.addition_time_embed_dim, config.flip_sin_to_cos, config.freq_shift).to(
@@ -157,8 +162,7 @@ class CinemoUNet3D(nn.Module):
         )
         context = context.to(dtype)
 
-        if hooks is not None:
-            hooks.block_started("input", 0)
+        hooks.block_started("input", 0)
         skips: list[torch.Tensor] = []
         h = keep_skip(self.conv_in(frames), skips, hooks)
         for block in self.down_blocks:

@@ -273,10 +273,3 @@ def windowed_prediction(
         counts[:, :, window] += weights
     return total / counts
 
-
-def coverage(num_frames: int, options: ContextWindows, step: int = 0) -> torch.Tensor:
-    """How many windows hold each frame at ``step`` (every entry >= 1 when the schedule covers the video)."""
-    counts = torch.zeros(num_frames, dtype=torch.int64)
-    for window in options.windows(num_frames, step):
-        counts[window] += 1
-    return counts

@@ -16,7 +16,7 @@ import torch
 
 from .context_windows import ContextWindows, windowed_prediction
 from ..finite import check_model_output
-from .loop import return_weights, scale_clean_residual
+from .loop import default_end_ramp, end_frame_weights, finish_on_target, return_weights, scale_clean_residual
 from .schedule import CinemoSchedule
 from .still import keep_still
 
@@ -125,6 +125,8 @@ def sample_residual(
     windows: ContextWindows | None = None,
     loop_ramp: int = 0,
     motion_mask: torch.Tensor | None = None,
+    end_target: torch.Tensor | None = None,
+    end_ramp: int | None = None,
 ) -> torch.Tensor:
     """Denoise the motion residual with DDIM over the official timesteps.
 
@@ -149,6 +151,11 @@ def sample_residual(
             (see :mod:`cinemo_core.sampling.loop`); 0 = off.
         motion_mask: a cinemagraph's latent mask [B or 1, h, w] (1 = moves, 0 = stays still, see
             :mod:`cinemo_core.sampling.still`); the residual is exactly 0 where it is 0. None = all moves.
+        end_target: for a video that ends on a chosen picture, the target residual [B or 1, 4, 1, h, w]: the end
+            picture's latent minus ``base_content`` (same scaling). The last frame's residual is exactly this
+            (0 where ``motion_mask`` is 0: the mask wins) and the ``end_ramp`` frames before it glide towards it,
+            with the loop's mechanism (:func:`cinemo_core.sampling.loop.end_frame_weights`). Not with ``loop_ramp``.
+        end_ramp: frames before the end frame that glide towards it (None: the loop's default ramp).
 
     Returns:
         The denoised residual [B, 4, F, h, w] in ``init_latents``' dtype.
@@ -167,12 +174,22 @@ def sample_residual(
     )
 
     num_frames = init_latents.shape[2]
-    factor = None  # the clean residual's scale: per frame for loops, per latent cell for a motion mask
-    if loop_ramp:
+    factor = None  # the clean residual's scale: per frame for loops and end frames, per latent cell for a mask
+    offset = None  # what the clean residual gains towards an end frame: (1 - weights) * target
+    if end_target is not None:
+        if loop_ramp:
+            raise ValueError("end_target and loop_ramp both set where the video ends; a loop is an end frame equal to "
+                             "the first frame: use one of them.")
+        target = _end_target(end_target, init_latents)
+        weights = end_frame_weights(num_frames, default_end_ramp(num_frames) if end_ramp is None else end_ramp)
+        factor = weights.view(1, 1, -1, 1, 1).to(init_latents)
+        offset = (1 - factor) * target
+    elif loop_ramp:
         factor = return_weights(num_frames, loop_ramp).view(1, 1, -1, 1, 1).to(init_latents)
     mask = _mask_factor(motion_mask, init_latents) if motion_mask is not None else None
-    if mask is not None:
+    if mask is not None:  # the mask wins: still cells are pulled to 0, also on the end frame
         factor = mask if factor is None else factor * mask
+        offset = None if offset is None else offset * mask
     windowed = windows is not None and windows.applies_to(num_frames)
 
     latents = init_latents
@@ -182,12 +199,30 @@ def sample_residual(
         else:
             eps = conditioning.eps(unet, latents, t)
         if factor is not None:
-            eps = scale_clean_residual(eps, latents, t, schedule, factor)
+            eps = scale_clean_residual(eps, latents, t, schedule, factor, offset)
         latents = schedule.ddim_step(eps, t, latents, steps, eta=eta, generator=generator)
         if callback is not None:
             callback(i, len(timesteps), t, latents)
-    # the official schedule ends at a non-zero noise level: what is left of it in still cells goes too
+    # the official schedule ends at a non-zero noise level: what is left of it on the end frame and in still
+    # cells goes too
+    if end_target is not None:
+        latents = finish_on_target(latents, weights, target)
     return latents if mask is None else keep_still(latents, mask)
+
+
+def _end_target(end_target: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+    """The end frame's target residual [B or 1, C, 1, h, w] checked against ``latents`` [B, C, F, h, w]."""
+    batch, channels, _, height, width = latents.shape
+    if not isinstance(end_target, torch.Tensor) or end_target.dim() != 5 or tuple(end_target.shape[1:]) != (
+        channels, 1, height, width
+    ):
+        raise ValueError(
+            f"end_target must be the end frame's residual [videos, {channels}, 1, {height}, {width}] (end latent minus "
+            f"first latent), got {list(getattr(end_target, 'shape', [])) or type(end_target).__name__}."
+        )
+    if not torch.isfinite(end_target).all():
+        raise ValueError("end_target holds NaN or infinite values; encode the end frame again.")
+    return _batched("end_target", end_target, batch, 5).to(device=latents.device, dtype=latents.dtype)
 
 
 def _mask_factor(motion_mask: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:

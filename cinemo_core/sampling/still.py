@@ -21,7 +21,8 @@ import torch.nn.functional as F
 
 from ..settings import cover_problem
 
-#: Core Load Image's MASK for a picture without alpha: 64x64 zeros. It means "nothing painted", not "all still".
+#: Core Load Image's MASK for a picture without alpha: 64x64 zeros, whatever the picture's size. On a picture of
+#: another size it means "nothing painted", not "all still".
 UNPAINTED_MASK_SIZE = (64, 64)
 #: Pixels per latent cell (the SD VAE downsamples by 8).
 LATENT_CELL = 8
@@ -45,9 +46,17 @@ def as_mask_batch(mask: torch.Tensor, input_name: str) -> torch.Tensor:
     return mask.clamp(0.0, 1.0)
 
 
-def is_unpainted(mask: torch.Tensor) -> bool:
-    """Core Load Image's mask of a picture with no alpha: a single 64x64 mask of zeros (nothing was painted)."""
-    return tuple(mask.shape[-2:]) == UNPAINTED_MASK_SIZE and mask.shape[0] == 1 and not bool(mask.any())
+def is_unpainted(mask: torch.Tensor, image_hw: tuple[int, int]) -> bool:
+    """Core Load Image's mask of a picture with no alpha (nothing was painted): 64x64 zeros (one per frame of an
+    animated picture) on a picture that is not 64x64.
+
+    Load Image gives exactly 64x64 zeros for every such picture, so their size is the only sign that tells them
+    from a deliberately all-still mask: a mask made for the picture (mask editor, Solid Mask at the picture's
+    size) has the picture's size. On a 64x64 picture the two cannot be told apart; that mask then counts as
+    deliberate (still), like any mask of the picture's size.
+    """
+    return (tuple(mask.shape[-2:]) == UNPAINTED_MASK_SIZE and tuple(image_hw) != UNPAINTED_MASK_SIZE
+            and not bool(mask.any()))
 
 
 def check_aspect(mask: torch.Tensor, image_hw: tuple[int, int], input_name: str) -> None:

@@ -10,7 +10,7 @@ from ..comfy_compat import attention_kernel
 
 class ComfyAttention:
     """``[B, heads, N, D]`` in and out; unmasked attention goes to ComfyUI's optimised kernel, the temporal
-    attention's additive bias ``[heads, F, F]`` to the kernel ComfyUI picks for small masked inputs.
+    attention's additive bias ``[1, heads, F, F]`` to the kernel ComfyUI picks for small masked inputs.
 
     ``options`` holds the current ``transformer_options`` so that attention overrides of other nodes apply.
     """

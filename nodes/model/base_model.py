@@ -7,6 +7,7 @@ batches them with their own cond or uncond and nothing depends on the order of t
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from ..comfy_compat import (
     CONDRegular,
     ModelPatcher,
     add_sampled_latent_function,
+    add_sampling_run_function,
     add_sampling_check,
     attention_is_memory_efficient,
     default_operations,
@@ -39,6 +41,7 @@ from ...cinemo_core.sampling.still import keep_still
 from ..latents import check_residual_matches_first_frame
 from .attention import ComfyAttention
 from .cpu_precision import cpu_model_dtypes
+from .end_frame import prepare_end_frame
 from .config import SUPPORTED_COMPUTE_DTYPES, CinemoModelConfig, CinemoModelSampling
 from .patches import ComfyPatchHooks, check_sampling_setup, run_passes_separately
 
@@ -234,6 +237,9 @@ def build_model_patcher(
     patcher = ModelPatcher(model, load_device=device, offload_device=offload_device())
     add_sampling_check(patcher, "cinemo_sampling_check", check_sampling_setup)
     add_sampled_latent_function(patcher, "cinemo_keep_masked_residual", keep_masked_residual)
+    # added after the mask's wrapper, so it finishes first: still cells are 0 on the end frame too (the mask wins)
+    add_sampling_run_function(patcher, "cinemo_end_frame",
+                              functools.partial(prepare_end_frame, first_frame_key=FIRST_FRAME_KEY))
     return patcher
 
 

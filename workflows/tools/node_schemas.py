@@ -34,7 +34,7 @@ CINEMO_TYPES = (
     "CinemoModelLoader", "CinemoFirstFrameEncode", "CinemoConditioning", "CinemoInitNoise", "CinemoScheduler",
     "CinemoSampler", "CinemoResidualToFrames", "CinemoTemporalVAELoader", "CinemoTemporalVAEDecode",
     "CinemoMotionFromVideo", "CinemoVideoEncode", "CinemoInvertMotion", "CinemoLastFrame",
-    "CinemoContextWindows", "CinemoSeamlessLoop",
+    "CinemoContextWindows", "CinemoSeamlessLoop", "CinemoKeepStill",
 )
 #: Combos whose options are file lists.
 FILE_COMBOS = {

@@ -11,6 +11,7 @@ from .clip import Clip, make_clip, wrote_line
 from .common import EXIT_FAILURE, EXIT_OK, PROG, UsageError, load_components, read_image, say_settings, sayer
 from .options import (
     SETTING_FLAGS,
+    RecordingGroup,
     SamplingDefaults,
     add_model_options,
     add_output_options,
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 
     from ..pipeline import AnimationSettings
 
-ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop", "motion_mask": "--motion-mask", "invert_mask": "--invert-mask"}
+ANIMATION_FLAGS = {**SETTING_FLAGS, "loop": "--loop", "motion_mask": "--motion-mask", "invert_mask": "--invert-mask",
+                  "end_image": "--end-image"}
 
 
 def animation_defaults() -> SamplingDefaults:
@@ -49,7 +51,7 @@ def animation_defaults() -> SamplingDefaults:
     )
 
 
-def add_animation_options(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+def add_animation_options(parser: argparse.ArgumentParser) -> RecordingGroup:
     """The sampling group of animation, with --loop."""
     group = add_sampling_options(parser, animation_defaults())
     group.add_argument("--loop", action="store_true",
@@ -60,6 +62,9 @@ def add_animation_options(parser: argparse.ArgumentParser) -> argparse._Argument
                        "black parts stay exactly still, grey blends (its grayscale; alpha is not read)")
     group.add_argument("--invert-mask", action="store_true",
                        help="flip --motion-mask: black moves, white stays still")
+    group.add_argument("--end-image", default=None, metavar="PATH",
+                       help="a picture the video ends on (fitted like IMAGE); the last quarter of the frames glides "
+                       "towards it. The model never trained for this: keep it close to IMAGE. Not with --loop")
     return group
 
 
@@ -68,7 +73,7 @@ def animation_settings(args: argparse.Namespace) -> AnimationSettings:
     from ..pipeline import AnimationSettings
 
     return AnimationSettings(**shared_settings(args), loop=args.loop, motion_mask=args.motion_mask,
-                             invert_mask=args.invert_mask)
+                             invert_mask=args.invert_mask, end_image=args.end_image)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,11 +127,16 @@ def check_inputs(
     if not args.demo and not args.image:
         raise UsageError("give the IMAGE to animate (only --demo runs without one).")
     check_download_choice(args)
+    if args.end_image is not None and args.loop:
+        raise UsageError("--end-image and --loop both set where the video ends (a loop ends on the first image): "
+                         "give one of them.")
     settings = settings_from(args)
     out, fps = check_output(args)
     image = read_image(args.image, "IMAGE") if args.image else None
     if image is not None and (problem := cover_problem(image.shape[2], image.shape[1], settings.width, settings.height)):
         raise UsageError(f"IMAGE: {problem}")
+    if args.end_image is not None:
+        read_image(args.end_image, "--end-image")
     device, dtype = check_device_and_model(args)
     return settings, out, fps, image, device, dtype
 
@@ -145,6 +155,8 @@ def request_of(args: argparse.Namespace, settings: AnimationSettings, fps: float
                "settings": settings_record(settings), "fps": fps, "model": model_identity(args, device, dtype)}
     if settings.motion_mask is not None:
         request["motion_mask"] = input_identity(settings.motion_mask, "")
+    if settings.end_image is not None:
+        request["end_image"] = input_identity(settings.end_image, "")
     return request
 
 

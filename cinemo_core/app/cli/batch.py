@@ -36,6 +36,7 @@ from .options import (
     check_download_choice,
     check_fps,
     check_model_choice,
+    recording,
     validated,
 )
 
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("source", metavar="MANIFEST|FOLDER", help="the jobs: a .jsonl or .csv manifest, or a folder")
-    output = parser.add_argument_group("output")
+    output = recording(parser).add_argument_group("output")
     output.add_argument("--out-dir", required=True, metavar="DIR", help="where the videos go (made if missing)")
     output.add_argument("--format", choices=FORMATS, default="mp4",
                         help="the videos' format when a job gives no out (default mp4)")
@@ -111,6 +112,10 @@ def _manifest_jobs(args: argparse.Namespace, manifest: Path, out_dir: Path) -> l
                 merged.motion_mask = str(manifest.parent / Path(values["motion_mask"]).expanduser())
             if merged.motion_mask is not None and not os.path.isfile(merged.motion_mask):
                 raise ValueError(f"'motion_mask': motion mask file not found: {merged.motion_mask}.")
+            if isinstance(values.get("end_image"), str):  # like the image, relative to the manifest
+                merged.end_image = str(manifest.parent / Path(values["end_image"]).expanduser())
+            if merged.end_image is not None and not os.path.isfile(merged.end_image):
+                raise ValueError(f"'end_image': end image file not found: {merged.end_image}.")
             job.settings = _job_settings(merged)
             out = values.get("out")
             if out is None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .common import UsageError
+from .options import recorded_options
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 #: Set once per process, on the command line, never per job.
@@ -81,8 +82,8 @@ def shard_from_environment(environ: Mapping[str, str] = os.environ) -> Shard:
 
 
 def job_actions(parser: argparse.ArgumentParser, job_keys: set[str]) -> dict[str, argparse.Action]:
-    """The parser's action of each key a manifest line may set."""
-    return {action.dest: action for action in parser._actions if action.dest in job_keys}
+    """The parser's action of each key a manifest line may set (the options added through ``options.recording``)."""
+    return {dest: action for dest, action in recorded_options(parser).items() if dest in job_keys}
 
 
 def _value(action: argparse.Action, key: str, value: Any, *, from_text: bool) -> Any:

@@ -7,14 +7,48 @@ values or raises :class:`UsageError` naming the flag. A new command composes the
 from __future__ import annotations
 
 import argparse
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .common import DEFAULT_FPS, DEMO_SIZE, DEMO_STEPS, UsageError, download
 
 if TYPE_CHECKING:
     import torch
+
+
+#: The options each parser got through :func:`recording`, by dest (argparse keeps its own list private).
+_RECORDED: weakref.WeakKeyDictionary[argparse.ArgumentParser, dict[str, argparse.Action]] = weakref.WeakKeyDictionary()
+
+
+class RecordingGroup:
+    """An argument container (a parser or one of its groups) that records every option added through it."""
+
+    def __init__(self, container: Any, record: dict[str, argparse.Action]) -> None:
+        self._container = container
+        self._record = record
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = self._container.add_argument(*args, **kwargs)
+        self._record[action.dest] = action
+        return action
+
+    def add_argument_group(self, *args: Any, **kwargs: Any) -> RecordingGroup:
+        return RecordingGroup(self._container.add_argument_group(*args, **kwargs), self._record)
+
+    def add_mutually_exclusive_group(self, **kwargs: Any) -> RecordingGroup:
+        return RecordingGroup(self._container.add_mutually_exclusive_group(**kwargs), self._record)
+
+
+def recording(parser: argparse.ArgumentParser) -> RecordingGroup:
+    """``parser``, recording the options added through it for :func:`recorded_options`."""
+    return RecordingGroup(parser, _RECORDED.setdefault(parser, {}))
+
+
+def recorded_options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """The action of each option added to ``parser`` through :func:`recording`, by dest."""
+    return dict(_RECORDED.get(parser, {}))
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -86,13 +120,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        "see the README for when it pays off)")
 
 
-def add_sampling_options(parser: argparse.ArgumentParser, mode: SamplingDefaults) -> argparse._ArgumentGroup:
+def add_sampling_options(parser: argparse.ArgumentParser, mode: SamplingDefaults) -> RecordingGroup:
     """Prompts, motion, steps, guidance, seed, frames, size and the initial noise; returns the group so that a
-    command can add its own sampling options to it."""
+    command can add its own sampling options to it (all recorded: :func:`recorded_options`)."""
     from ...settings import DEFAULT_DCT_LOW_PASS, DEFAULT_FRAMES, DEFAULT_HEIGHT, DEFAULT_INTENSITY, DEFAULT_STEPS
     from ...settings import DEFAULT_WIDTH
 
-    group = parser.add_argument_group("sampling")
+    group = recording(parser).add_argument_group("sampling")
     group.add_argument("--prompt", "-p", default="", metavar="TEXT", help=mode.prompt_help)
     group.add_argument("--negative-prompt", "-n", default="", metavar="TEXT", help="what to avoid (default: empty)")
     motion = group.add_mutually_exclusive_group()

@@ -101,7 +101,7 @@ def read_source_clip(args: argparse.Namespace, settings: TransferSettings) -> tu
     """The start of --video, long enough for the frames asked for (checked), and its frame rate (0 when unknown)."""
     import torch
 
-    from ..transfer import select_source_frames
+    from ...preprocess import select_source_frames
     from ..video_io import READABLE_EXTENSIONS, read_video
 
     path = Path(args.video).expanduser()

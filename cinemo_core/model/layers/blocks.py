@@ -7,16 +7,13 @@ from torch import nn
 
 from ..config import CinemoUNetConfig
 from . import AttentionFn, Operations
-from .hooks import UNetHooks
+from .hooks import NO_HOOKS, UNetHooks
 from .resnet import Downsample, ResnetBlock, Upsample
 from .transformer import Transformer3D
 
 
-def keep_skip(x: torch.Tensor, skips: list[torch.Tensor], hooks: UNetHooks | None) -> torch.Tensor:
+def keep_skip(x: torch.Tensor, skips: list[torch.Tensor], hooks: UNetHooks) -> torch.Tensor:
     """Keep an input block's output as a skip connection; returns what continues down the UNet."""
-    if hooks is None:
-        skips.append(x)
-        return x
     x = hooks.input_block_finished(x)
     skips.append(x)
     return hooks.skip_kept(x)
@@ -78,19 +75,17 @@ class DownBlock(nn.Module):
         temb: torch.Tensor,
         context: torch.Tensor,
         num_frames: int,
-        hooks: UNetHooks | None = None,
+        hooks: UNetHooks = NO_HOOKS,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         skips = []
         for i, resnet in enumerate(self.resnets):
-            if hooks is not None:
-                hooks.block_started("input", self.first_block_id + i)
+            hooks.block_started("input", self.first_block_id + i)
             x = resnet(x, temb, num_frames)
             if self.attentions is not None:
                 x = self.attentions[i](x, context, num_frames, hooks)
             x = keep_skip(x, skips, hooks)
         if self.downsamplers is not None:
-            if hooks is not None:
-                hooks.block_started("input", self.first_block_id + len(self.resnets))
+            hooks.block_started("input", self.first_block_id + len(self.resnets))
             x = keep_skip(self.downsamplers[0](x), skips, hooks)
         return x, skips
 
@@ -120,14 +115,13 @@ class MidBlock(nn.Module):
         self.attentions = nn.ModuleList([Transformer3D(channels, config, attention=attention, **factory)])
 
     def forward(
-        self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks | None = None
+        self, x: torch.Tensor, temb: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks = NO_HOOKS
     ) -> torch.Tensor:
-        if hooks is not None:
-            hooks.block_started("middle", 0)
+        hooks.block_started("middle", 0)
         x = self.resnets[0](x, temb, num_frames)
         x = self.attentions[0](x, context, num_frames, hooks)
         x = self.resnets[1](x, temb, num_frames)
-        return x if hooks is None else hooks.middle_block_finished(x)
+        return hooks.middle_block_finished(x)
 
 
 class UpBlock(nn.Module):
@@ -182,13 +176,12 @@ class UpBlock(nn.Module):
         context: torch.Tensor,
         num_frames: int,
         upsample_size: tuple[int, int] | None,
-        hooks: UNetHooks | None = None,
+        hooks: UNetHooks = NO_HOOKS,
     ) -> torch.Tensor:
         for i, resnet in enumerate(self.resnets):
             skip = skips.pop()
-            if hooks is not None:
-                hooks.block_started("output", self.first_block_id + i)
-                x, skip = hooks.output_block_inputs(x, skip)
+            hooks.block_started("output", self.first_block_id + i)
+            x, skip = hooks.output_block_inputs(x, skip)
             x = resnet(torch.cat([x, skip], dim=1), temb, num_frames)
             if self.attentions is not None:
                 x = self.attentions[i](x, context, num_frames, hooks)

@@ -1,7 +1,7 @@
 """Optional callbacks at the points where a host patches the UNet (ComfyUI's model patches, for one).
 
-The UNet calls them only when ``forward`` is given a hooks object; without one it runs the plain computation.
-The defaults change nothing, so a host overrides only what it needs. Blocks are numbered as an SD-1.x UNet
+The UNet always calls them; the defaults change nothing (:data:`NO_HOOKS` is what it runs with unless a host
+gives its own), so a host overrides only what it needs. Blocks are numbered as an SD-1.x UNet
 numbers them, which Cinemo's layout follows: input block 0 is ``conv_in``, then each ResNet (+ transformer)
 layer and each downsample is one input block; the mid block is the one middle block; each up layer is one
 output block, the upsample belonging to the last layer of its level.
@@ -72,3 +72,7 @@ class UNetHooks:
     def self_attention_added(self, x: torch.Tensor) -> torch.Tensor:
         """The tokens once the self-attention output has been added to them."""
         return x
+
+
+#: The callbacks a UNet runs with when no host patches it: all no-ops.
+NO_HOOKS = UNetHooks()

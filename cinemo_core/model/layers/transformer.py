@@ -9,7 +9,8 @@ from torch import nn
 from ..config import CinemoUNetConfig
 from . import AttentionFn, Operations
 from .attention import Attention, TemporalAttention
-from .hooks import UNetHooks
+from .hooks import NO_HOOKS, UNetHooks
+from .layout import layout_of
 
 
 class GEGLU(nn.Module):
@@ -86,16 +87,12 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(dim, operations=operations, **factory)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks | None = None
+        self, x: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks = NO_HOOKS
     ) -> torch.Tensor:
         """``x``: tokens ``[(B F), N, C]``; ``context``: text ``[B, T, C_text]``, shared by a clip's frames."""
-        if hooks is None:
-            x = self.attn1(self.norm1(x)) + x
-            x = self.attn2(self.norm2(x), context, context_repeats=num_frames) + x
-        else:
-            x = hooks.attention("self", self.attn1, self.norm1(x)) + x
-            x = hooks.self_attention_added(x)
-            x = hooks.attention("cross", self.attn2, self.norm2(x), context, num_frames) + x
+        x = hooks.attention("self", self.attn1, self.norm1(x)) + x
+        x = hooks.self_attention_added(x)
+        x = hooks.attention("cross", self.attn2, self.norm2(x), context, num_frames) + x
         per_location = rearrange(x, "(b f) n c -> (b n) f c", f=num_frames)
         per_location = self.attn_temp(self.norm_temp(per_location)) + per_location
         x = rearrange(per_location, "(b n) f c -> (b f) n c", n=x.shape[1])
@@ -121,19 +118,17 @@ class Transformer3D(nn.Module):
         self.proj_out = operations.Conv2d(channels, channels, 1, **factory)
 
     def forward(
-        self, x: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks | None = None
+        self, x: torch.Tensor, context: torch.Tensor, num_frames: int, hooks: UNetHooks = NO_HOOKS
     ) -> torch.Tensor:
-        if hooks is not None:
-            hooks.transformer_started(x.shape)
+        hooks.transformer_started(x.shape)
         h = self.proj_in(self.norm(x))
         tokens = rearrange(h, "bf c h w -> bf (h w) c")
         for i, block in enumerate(self.transformer_blocks):
-            if hooks is not None:
-                hooks.transformer_block_started(i)
+            hooks.transformer_block_started(i)
             tokens = block(tokens, context, num_frames, hooks)
-        # contiguous: a channels-last input would make every following convolution re-layout its weights
-        h = rearrange(tokens, "bf (h w) c -> bf c h w", h=x.shape[2]).contiguous()
+        # back in the input's layout (the tokens are a channels-last view): a channels-last tensor in a
+        # contiguous UNet makes every following convolution re-layout its weights, and the reverse
+        h = rearrange(tokens, "bf (h w) c -> bf c h w", h=x.shape[2]).contiguous(memory_format=layout_of(x))
         out = self.proj_out(h) + x
-        if hooks is not None:
-            hooks.transformer_finished()
+        hooks.transformer_finished()
         return out

@@ -100,8 +100,8 @@ class CinemoConditioning(io.ComfyNode):
                     tooltip="Optional cinemagraph mask: white (1) = may move, black (0) = stays exactly still, grey "
                     "blends; ComfyUI's convention (as Set Latent Noise Mask). Load Image's MASK is white where you "
                     "painted in the mask editor, so paint what should move. Any size of the image's shape; one mask "
-                    "for all videos or one per video. Load Image's empty 64x64 mask (nothing painted) animates "
-                    "everything.",
+                    "for all videos or one per video. Load Image's empty 64x64 mask (nothing painted, on a picture that "
+                    "is not 64x64) animates everything; any other all-black mask gives a still video.",
                 ),
                 io.Boolean.Input(
                     "invert_mask", default=False, optional=True,

@@ -276,3 +276,45 @@ def test_keep_still_per_video_and_bad_inputs(comfyui):
     with pytest.raises(ValueError, match="motion_mask is 128x128 pixels but the image is 128x64"):
         call_node("CinemoKeepStill", images=frames, picture=pictures, motion_mask=torch.zeros(1, 128, 128),
                   invert_mask=False, feather=8)
+
+
+# ------------------------------------------------------------------------------------ motion transfer with a mask
+
+
+@pytest.mark.parametrize("sampler_node", ["SamplerCustomAdvanced", "CinemoSampler"])
+def test_motion_transfer_keeps_masked_cells_exactly_still(golden_model, sampler_node):
+    """The Motion transfer workflow's path (Invert Motion of a source clip's residual, Init Noise's
+    inverted_motion, cfg 1) with motion_mask on the edited frame's Conditioning: still cells are exactly 0."""
+    from golden_case import TINY_A
+    from safetensors.torch import load_file
+
+    case = load_file(TINY_A / "inversion_case.safetensors")
+    scale = 0.18215
+    source_first = {"samples": case["source_base"][:, :, 0] / scale}
+    source_pos, source_neg, _ = call_node(
+        "CinemoConditioning", positive=[[case["source_context"], {}]],
+        negative=[[torch.zeros_like(case["source_context"]), {}]], first_frame=source_first, intensity=0, frames=8,
+        raw_motion_id=8.0)
+    (inverted,) = call_node("CinemoInvertMotion", model=golden_model, positive=source_pos, negative=source_neg,
+                            residual={"samples": case["source_residual"] / scale}, steps=10, cfg=1.0)
+    edit_first = {"samples": case["edit_base"][:, :, 0] / scale}
+    positive, negative, latent = call_node(
+        "CinemoConditioning", positive=[[case["target_context"], {}]],
+        negative=[[torch.zeros_like(case["target_context"]), {}]], first_frame=edit_first, intensity=0, frames=8,
+        raw_motion_id=8.0, motion_mask=half_mask())
+    assert "noise_mask" in latent
+    (noise,) = call_node("CinemoInitNoise", first_frame=edit_first, seed=0, low_pass=0.23, noise_timestep=975,
+                         mode="dct", inverted_motion=inverted)
+    if sampler_node == "SamplerCustomAdvanced":
+        (guider,) = call_node("CFGGuider", model=golden_model, positive=positive, negative=negative, cfg=1.0)
+        (sampler,) = call_node("KSamplerSelect", sampler_name="ddim")
+        (sigmas,) = call_node("CinemoScheduler", steps=10)
+        out, _ = call_node("SamplerCustomAdvanced", noise=noise, guider=guider, sampler=sampler, sigmas=sigmas,
+                           latent_image=latent)
+    else:
+        (out,) = call_node("CinemoSampler", model=golden_model, positive=positive, negative=negative,
+                           latent_image=latent, first_frame=edit_first, seed=0, steps=10, cfg=1.0,
+                           sampler_name="ddim", scheduler="cinemo_ddim", dct_init=True, low_pass=0.23,
+                           noise_timestep=975, noise=noise)
+    assert case["edited_residual"][..., STILL_COLUMNS].abs().max() > 0.05  # unmasked, the transfer moves there
+    assert_cinemagraph(out["samples"])

@@ -33,7 +33,8 @@ def captured(monkeypatch):
     calls = {}
 
     def fake_sample_residual(unet, init_latents, base_content, context, negative_context, motion_ids, *,
-                             steps, guidance_scale, callback, schedule, windows, loop_ramp, motion_mask=None):
+                             steps, guidance_scale, callback, schedule, windows, loop_ramp, motion_mask=None,
+                             end_target=None):
         calls.update(init=init_latents, base=base_content, context=context, negative=negative_context,
                      motion_ids=motion_ids, steps=steps, guidance_scale=guidance_scale, unet=unet, windows=windows,
                      loop_ramp=loop_ramp, motion_mask=motion_mask)

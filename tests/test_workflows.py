@@ -9,6 +9,7 @@ schemas, every UI workflow has an identical API twin, a Note naming its weights 
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -30,7 +31,7 @@ FILE_NAMES = {
     ("CinemoTemporalVAELoader", "vae_name"): {"Cinemo/vae_temporal_decoder"},
     ("CLIPLoader", "clip_name"): {"clip_l.safetensors"},
     ("VAELoader", "vae_name"): {"vae-ft-mse-840000-ema-pruned.safetensors"},
-    ("LoadImage", "image"): {"example.png", "edited_first_frame.png"},
+    ("LoadImage", "image"): {"example.png", "edited_first_frame.png", "last_frame.png"},
     ("LoadVideo", "file"): {"reference_clip.mp4", "source_clip.mp4"},
 }
 #: What each workflow must contain (the issue's list).
@@ -45,6 +46,8 @@ REQUIRED_TYPES = {
                                "SamplerCustomAdvanced"},
     "cinemo_long_video": {"CinemoContextWindows", "CinemoSampler", "CinemoTemporalVAEDecode"},
     "cinemo_loop": {"CinemoSeamlessLoop", "SaveAnimatedWEBP"},
+    "cinemo_first_and_last_frame": {"CinemoConditioning", "CinemoFirstFrameEncode", "SaveAnimatedWEBP", "SaveVideo"},
+    "cinemo_cinemagraph": {"CinemoSeamlessLoop", "CinemoKeepStill", "SaveAnimatedWEBP", "SaveVideo"},
 }
 
 
@@ -123,6 +126,16 @@ def test_node_types_exist_and_the_workflow_does_its_job(name):
     ids = [node["id"] for node in ui["nodes"]]
     assert len(set(ids)) == len(ids) and ui["last_node_id"] == max(ids)
     assert ui["last_link_id"] == max(link[0] for link in ui["links"])
+
+
+def test_first_and_last_frame_feeds_a_second_picture_into_end_frame():
+    api = load("cinemo_first_and_last_frame", api=True)
+    (conditioning,) = [node for node in api.values() if node["class_type"] == "CinemoConditioning"]
+    first, last = (api[conditioning["inputs"][name][0]] for name in ("first_frame", "end_frame"))
+    assert first["class_type"] == last["class_type"] == "CinemoFirstFrameEncode"
+    assert first["inputs"]["image"] != last["inputs"]["image"]
+    assert (first["inputs"]["width"], first["inputs"]["height"]) == (last["inputs"]["width"], last["inputs"]["height"])
+    assert first["inputs"]["vae"] == last["inputs"]["vae"]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -316,3 +329,61 @@ def test_long_video_and_loop_workflows_use_their_nodes_on_the_sampled_model():
     api = load("cinemo_loop", api=True)
     (sampler,) = [n["inputs"] for n in api.values() if n["class_type"] == "CinemoSampler"]
     assert api[sampler["model"][0]]["class_type"] == "CinemoSeamlessLoop"
+
+
+def test_cinemagraph_masks_the_motion_and_the_pixels_with_load_images_mask():
+    api = load("cinemo_cinemagraph", api=True)
+    by_type = {}
+    for key, node in api.items():
+        by_type.setdefault(node["class_type"], []).append((key, node["inputs"]))
+    ((image_key, _),) = by_type["LoadImage"]
+    ((_, cond),), ((_, keep),), ((_, sampler),) = (by_type["CinemoConditioning"], by_type["CinemoKeepStill"],
+                                                   by_type["CinemoSampler"])
+    assert cond["motion_mask"] == keep["motion_mask"] == [image_key, 1]  # Load Image's MASK
+    assert keep["picture"] == [image_key, 0] and cond["invert_mask"] == keep["invert_mask"] is False
+    assert api[keep["images"][0]]["class_type"] == "CinemoTemporalVAEDecode"
+    assert api[sampler["model"][0]]["class_type"] == "CinemoSeamlessLoop"
+    saved_from = {api[node["images"][0]]["class_type"] for _, node in by_type["SaveAnimatedWEBP"] + by_type["CreateVideo"]}
+    assert saved_from == {"CinemoKeepStill"}
+    note = next(node for node in load("cinemo_cinemagraph")["nodes"] if node["type"] == "Note")["widgets_values"][0]
+    assert "Open in MaskEditor" in note and "invert_mask" in note
+
+
+def test_thumbnails_are_the_drawn_diagrams():
+    """Each thumbnail is what workflows/tools/thumbnails.py draws from the description (rerun it after a change):
+    the title and the key steps, different for every workflow."""
+    import io
+
+    import thumbnails
+    from PIL import Image, ImageChops, ImageStat
+
+    drawn = {}
+    for name in NAMES:
+        with Image.open(cinemo_workflows.thumbnail_path(name)) as shipped:
+            expected = Image.open(io.BytesIO(thumbnails.jpeg_bytes(thumbnails.draw_thumbnail(name))))
+            assert shipped.size == expected.size == (thumbnails.WIDTH, thumbnails.HEIGHT)
+            assert max(ImageStat.Stat(ImageChops.difference(shipped.convert("RGB"), expected)).mean) < 1.0, name
+            drawn[name] = shipped.convert("L").resize((64, 38))
+    for a, b in itertools.combinations(NAMES, 2):
+        assert max(ImageStat.Stat(ImageChops.difference(drawn[a], drawn[b])).mean) > 1.0, (a, b)
+    assert [label for label, _ in thumbnails.key_steps(cinemo_workflows.build("cinemo_cinemagraph"))] == [
+        "Image + painted mask", "Seamless loop", "Cinemo Sampler", "Keep still", "WEBP + MP4"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_nodes_do_not_overlap_and_the_note_has_room_for_its_text(name):
+    """By the generator's own estimates (tests/test_workflows_browser.py checks the real frontend): no two nodes'
+    rectangles, title bars and the gap for the badge included, intersect; the Note is as large as its text needs."""
+    nodes = load(name)["nodes"]
+    top = cinemo_workflows.TITLE_HEIGHT + cinemo_workflows.NODE_GAP // 2
+    boxes = [(n["pos"][0], n["pos"][1] - top, n["pos"][0] + n["size"][0], n["pos"][1] + n["size"][1]) for n in nodes]
+    for (a, box_a), (b, box_b) in itertools.combinations(zip(nodes, boxes), 2):
+        assert not (box_a[0] < box_b[2] and box_b[0] < box_a[2] and box_a[1] < box_b[3] and box_b[1] < box_a[3]), (
+            a["type"], a["id"], b["type"], b["id"])
+    (note,) = [n for n in nodes if n["type"] == "Note"]
+    text = note["widgets_values"][0]
+    width, height = note["size"]
+    per_line = (width - 24) / cinemo_workflows.NOTE_CHAR_WIDTH
+    lines = sum(max(1, -(-len(line) // int(per_line))) for line in text.split("\n"))
+    assert height >= lines * cinemo_workflows.NOTE_LINE_HEIGHT, (name, lines, height)
+    assert cinemo_workflows.note_size(text, 420)[1] > 220  # the old fixed 420x220 Note was too small for it

@@ -6,9 +6,9 @@ Playwright), fetches each workflow from the template endpoint (``/api/workflow_t
 and loads it with ``app.loadGraphData``; the workflows shipped with 0.1.0 are loaded too, as saved files are. Asserts: every node type is registered, no dialog (missing nodes or
 models) opened, each widget shows the value the JSON gives it (so widgets_values line up with the frontend's
 widgets, incl. ``control_after_generate``), and the frontend's own "Export (API)" (``app.graphToPrompt``) equals
-the API twin in ``workflows/api/``. Screenshots go to a temporary folder; with ``CINEMO_UPDATE_THUMBNAILS=1``
-they become the ``workflows/<title>.jpg`` thumbnails. Skips when COMFYUI_PATH is unset or Chromium/Playwright
-is missing.
+the API twin in ``workflows/api/``; and each template is laid out with room (no overlapping nodes, the Note's
+text not cut off). Screenshots go to a temporary folder (the ``workflows/<title>.jpg`` thumbnails are drawn by
+``workflows/tools/thumbnails.py``). Skips when COMFYUI_PATH is unset or Chromium/Playwright is missing.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
 ]
-THUMBNAIL_WIDTH = 640
 
 
 def _requirements() -> str | None:
@@ -196,7 +195,70 @@ def test_workflow_loads_in_the_frontend(page, name, tmp_path):
     with Image.open(shot) as image:
         rgb = image.convert("RGB")
         assert max(ImageStat.Stat(rgb).stddev) > 4, "the screenshot is blank"
-        thumbnail = rgb.resize((THUMBNAIL_WIDTH, round(THUMBNAIL_WIDTH * rgb.height / rgb.width)), Image.LANCZOS)
-    updating = os.environ.get("CINEMO_UPDATE_THUMBNAILS") == "1"
-    target = cinemo_workflows.thumbnail_path(name) if updating else tmp_path / f"{name}.jpg"
-    thumbnail.save(target, quality=82)
+
+
+LAYOUT = """async (title) => {
+  const workflow = await (await fetch(`/api/workflow_templates/%s/${encodeURIComponent(title)}.json`)).json();
+  document.querySelectorAll('.p-dialog-close-button').forEach((b) => b.click());
+  await app.loadGraphData(workflow, true, true, title);
+  await new Promise((r) => setTimeout(r, 800));
+  await app.extensionManager.command.execute('Comfy.Canvas.FitView');
+  await new Promise((r) => setTimeout(r, 800));
+  const boxes = app.graph._nodes.map((node) => {
+    const box = new Float32Array(4);
+    node.getBounding(box);
+    return { id: node.id, type: node.type, box: Array.from(box) };
+  });
+  const note = app.graph._nodes.find((node) => node.type === 'Note');
+  const area = note.widgets[0].element;
+  const measure = async () => {  // at scale 1, where the frontend shows the textarea (it hides it when zoomed out)
+    app.canvas.ds.scale = 1;
+    app.canvas.ds.offset = [40 - note.pos[0], 60 - note.pos[1]];
+    app.canvas.setDirty(true, true);
+    await new Promise((r) => setTimeout(r, 600));
+    const style = getComputedStyle(area);
+    return { scroll: area.scrollHeight, client: area.clientHeight, font: style.fontSize, line: style.lineHeight,
+             width: area.clientWidth };
+  };
+  const shown = await measure();
+  const saved = [...note.size];
+  note.setSize([420, 220]);  // the size the Note had before issue 18: its text did not fit
+  const small = await measure();
+  note.setSize(saved);
+  await measure();
+  return { boxes, shown, small, text: area.value.length };
+}""" % PACK
+
+
+#: The frontend draws a node's source badge ("cinemo_nodes") above its title bar, outside its bounding box.
+BADGE_HEIGHT = 24
+
+
+def overlapping(boxes: list[dict]) -> list[tuple]:
+    """Pairs of nodes whose rectangles (title bar and the badge above it included) intersect."""
+    pairs = []
+    for index, a in enumerate(boxes):
+        ax, ay, aw, ah = a["box"]
+        ay, ah = ay - BADGE_HEIGHT, ah + BADGE_HEIGHT
+        for b in boxes[index + 1:]:
+            bx, by, bw, bh = b["box"]
+            by, bh = by - BADGE_HEIGHT, bh + BADGE_HEIGHT
+            if ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah:
+                pairs.append((a["type"], a["id"], b["type"], b["id"]))
+    return pairs
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_template_is_laid_out_with_room(page, name, tmp_path):
+    """In the real frontend: no two nodes overlap (titles and badges included) and the Read me Note shows its
+    whole text without scrolling. The screenshot is kept in a temporary folder to look at."""
+    page.errors.clear()
+    result = page.evaluate(LAYOUT, cinemo_workflows.ui_path(name).stem)
+    assert not overlapping(result["boxes"]), overlapping(result["boxes"])
+    shown, small = result["shown"], result["small"]
+    assert shown["client"] > 0, "the Note's text box is not shown"
+    assert shown["scroll"] <= shown["client"] + 2, (
+        f"the Note's text is cut off: {shown['scroll']} px of text in {shown['client']} px (font {shown['font']}, "
+        f"line {shown['line']}, width {shown['width']}, {result['text']} characters)")
+    assert small["scroll"] > small["client"] + 2  # the check sees a Note too small for its text
+    page.locator("#graph-canvas").screenshot(path=str(tmp_path / f"{name}.png"))

@@ -106,6 +106,8 @@ def expected_outputs(size: TinySize = DEFAULT_SIZE) -> dict[str, list[tuple[str,
         "cinemo_motion_transfer": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
         "cinemo_long_video": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
         "cinemo_loop": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_first_and_last_frame": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
+        "cinemo_cinemagraph": [("SaveAnimatedWEBP", frames, one), ("SaveVideo", frames, one)],
     }
 
 

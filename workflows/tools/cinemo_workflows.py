@@ -9,6 +9,7 @@ into ComfyUI; its template browser shows the file name, hence a title a person r
 from __future__ import annotations
 
 import json
+import math
 import sys
 import uuid
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ IMAGE = "example.png"                                    # ComfyUI's own input/e
 REFERENCE_VIDEO = "reference_clip.mp4"                   # input/, any short clip
 SOURCE_VIDEO = "source_clip.mp4"                         # input/, the clip whose motion is transferred
 EDITED_IMAGE = "edited_first_frame.png"                  # input/, the source's first frame, edited
+LAST_IMAGE = "last_frame.png"                            # input/, the picture the video ends on
 PROMPT = "a beautiful scene, gentle natural motion, high quality"
 SOURCE_PROMPT = "a short clip of a scene with natural motion"
 SEED = 42
@@ -101,8 +103,68 @@ def _estimate_size(schema: dict, linked_widgets: int) -> tuple[int, int]:
     return 320, 30 + 22 * slots + 26 * widgets
 
 
+#: Layout in the frontend's canvas units: the title bar sits above a node's pos; the gap keeps titles and badges
+#: clear of the node above.
+TITLE_HEIGHT = 30
+NODE_GAP = 40
+#: Load Image and Load Video show the picture or clip below their widgets: room for a preview.
+PREVIEW_NODE_SIZE = (320, 380)
+PREVIEW_TYPES = ("LoadImage", "LoadVideo")
+#: The Note spans the first two columns; its text (the frontend's textarea: 10 px type, about 5.6 px a character
+#: on average and 13 px a line, measured in frontend 1.27 with Chromium) must fit without scrolling.
+NOTE_WIDTH = 2 * COLUMN - 40
+NOTE_CHAR_WIDTH = 5.6
+NOTE_LINE_HEIGHT = 13
+NOTE_PADDING = 40
+
+
+def note_size(text: str, width: int = NOTE_WIDTH) -> tuple[int, int]:
+    """A Note's size that shows all of ``text``: lines wrapped at the width's characters, plus padding."""
+    per_line = max(1, int((width - 24) / NOTE_CHAR_WIDTH))
+    lines = sum(max(1, math.ceil(len(line) / per_line)) for line in text.split("\n"))
+    return width, NOTE_PADDING + NOTE_LINE_HEIGHT * lines
+
+
+def node_size(graph: Graph, node: Node) -> tuple[int, int]:
+    """The size a node is saved with: given, the Note's text, room for a preview, or estimated from its schema."""
+    if node.size:
+        return node.size
+    if node.type == "Note":
+        return note_size(node.values["text"])
+    if node.type in PREVIEW_TYPES:
+        return PREVIEW_NODE_SIZE
+    schema = graph.schemas[node.type]
+    linked_widgets = sum(1 for e in schema["inputs"] if e["widget"] and isinstance(node.values.get(e["name"]), Out))
+    return _estimate_size(schema, linked_widgets)
+
+
+def lay_out(graph: Graph) -> dict[int, tuple[list[float], list[int]]]:
+    """{node id: (pos, size)}: each column's nodes keep their order but move down until none overlaps the one above
+    (title bar and badges included); the Note sits above the graph."""
+    placed: dict[int, tuple[list[float], list[int]]] = {}
+    columns: dict[float, list[Node]] = {}
+    for node in graph.nodes:
+        if node.type != "Note":
+            columns.setdefault(node.pos[0], []).append(node)
+    top = 0.0
+    for column in columns.values():
+        bottom = None
+        for node in sorted(column, key=lambda n: n.pos[1]):
+            size = node_size(graph, node)
+            y = node.pos[1] if bottom is None else max(node.pos[1], bottom + NODE_GAP + TITLE_HEIGHT)
+            placed[node.id] = ([node.pos[0], y], list(size))
+            bottom = y + size[1]
+            top = min(top, y)
+    for node in graph.nodes:
+        if node.type == "Note":
+            size = node_size(graph, node)
+            placed[node.id] = ([node.pos[0], top - TITLE_HEIGHT - NODE_GAP - size[1]], list(size))
+    return placed
+
+
 def to_ui(graph: Graph) -> dict:
     """The frontend's workflow format (version 0.4)."""
+    layout = lay_out(graph)
     links: list[list] = []
     ui_nodes = []
     inbound: dict[tuple[int, str], int] = {}
@@ -124,7 +186,7 @@ def to_ui(graph: Graph) -> dict:
     for order, node in enumerate(graph.nodes):
         if node.type == "Note":
             ui_nodes.append({
-                "id": node.id, "type": "Note", "pos": list(node.pos), "size": [420, 220], "flags": {},
+                "id": node.id, "type": "Note", "pos": layout[node.id][0], "size": layout[node.id][1], "flags": {},
                 "order": order, "mode": 0, "inputs": [], "outputs": [], "title": node.title or "Note",
                 "properties": {}, "widgets_values": [node.values["text"]], "color": "#432", "bgcolor": "#653",
             })
@@ -151,10 +213,9 @@ def to_ui(graph: Graph) -> dict:
                 widgets_values.append(node.control)
             if entry["upload"]:
                 widgets_values.append("image")
-        linked_widgets = sum(1 for e in schema["inputs"] if e["widget"] and isinstance(node.values.get(e["name"]), Out))
         item = {
-            "id": node.id, "type": node.type, "pos": list(node.pos),
-            "size": list(node.size or _estimate_size(schema, linked_widgets)), "flags": {}, "order": order,
+            "id": node.id, "type": node.type, "pos": layout[node.id][0], "size": layout[node.id][1], "flags": {},
+            "order": order,
             "mode": 0, "inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": node.type},
             "widgets_values": widgets_values,
         }
@@ -382,11 +443,48 @@ def seamless_loop(g: Graph) -> None:
     _save_mp4(g, 6, 420, images, "cinemo/loop")
 
 
+def first_and_last_frame(g: Graph) -> None:
+    model, pos, neg, vae, first, _ = _common(g, image_title="First frame")
+    last_image = g.add("LoadImage", 0, 800, title="Last frame", image=LAST_IMAGE)
+    last = g.add("CinemoFirstFrameEncode", 1, 800, title="Last Frame Encode", image=g.out(last_image),
+                 vae=g.out(vae), width=512, height=320)
+    cond = g.add("CinemoConditioning", 2, 0, positive=g.out(pos), negative=g.out(neg), first_frame=g.out(first),
+                 intensity=9, frames=16, raw_motion_id=-1.0, model=g.out(model), end_frame=g.out(last))
+    sample = _sampler(g, 3, 0, model, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    _save_webp(g, 6, 0, images, "cinemo/first_and_last_frame")
+    _save_mp4(g, 6, 420, images, "cinemo/first_and_last_frame")
+
+
+def cinemagraph(g: Graph) -> None:
+    """The seamless loop with Load Image's painted mask on Cinemo Conditioning and Cinemo Keep Still."""
+    model, pos, neg, vae, first, img = _common(g)
+    looped = g.add("CinemoSeamlessLoop", 1, 760, model=g.out(model), ramp_frames=0)
+    cond = g.add("CinemoConditioning", 2, 0, title="Conditioning: motion_mask = what you painted",
+                 positive=g.out(pos), negative=g.out(neg), first_frame=g.out(first), intensity=9, frames=16,
+                 raw_motion_id=-1.0, model=g.out(model), motion_mask=g.out(img, 1), invert_mask=False)
+    sample = _sampler(g, 3, 0, looped, cond, first)
+    images = _decode(g, 4, 0, sample, first, vae)
+    still = g.add("CinemoKeepStill", 6, 0, title="Keep still: the picture where nothing was painted",
+                  images=g.out(images), picture=g.out(img, 0), motion_mask=g.out(img, 1), invert_mask=False,
+                  feather=8)
+    _save_webp(g, 7, 0, still, "cinemo/cinemagraph")
+    _save_mp4(g, 7, 420, still, "cinemo/cinemagraph")
+
+
 LONG_VIDEO_NOTE = """Long videos: Cinemo was trained on 16 frames and degrades past about 24 in one pass. Cinemo Context Windows makes each sampling step run the model on overlapping windows of 16 frames (each with the first image, so each looks like a trained clip) and fuses them, so the video can be longer (set the length in Cinemo Conditioning's frames, up to 64) at the memory of one window. Windows keep one continuous motion; the Chained clips workflow instead starts a new clip from the last frame (each clip its own motion and prompt, any length).
 
 """
 
 LOOP_NOTE = """Seamless loop (a cinemagraph): Cinemo Seamless Loop pulls the last frames back towards the first image during sampling (the last quarter of the video by default), so the video glides back to where it starts and plays on repeat without a jump; the frames before the ramp are untouched. The animated WEBP loops forever. For longer loops put Cinemo Context Windows before it and raise frames.
+
+"""
+
+FIRST_LAST_NOTE = f"""First and last frame: the video starts on the First frame picture and ends exactly on the Last frame picture (input/{LAST_IMAGE}): encode both with Cinemo First Frame Encode at the same width and height, and wire the second into Cinemo Conditioning's end_frame. During sampling the last quarter of the frames glides towards it, the way Cinemo Seamless Loop glides back to the start; works with any sampler and with Cinemo Context Windows. Cinemo was never trained for this: pick a last frame close to the first (the same scene, a little later); a very different picture morphs rather than moves. Not together with Cinemo Seamless Loop (a loop ends on the first frame).
+
+"""
+
+CINEMAGRAPH_NOTE = """Paint what moves: right click on Load Image > Open in MaskEditor, paint over the parts that should move (water, clouds, hair), then Save. Unpainted parts stay exactly still: Cinemo Conditioning keeps their motion at zero, and Cinemo Keep Still puts the picture's own pixels back there after decoding, so they are the same in every frame (feather softens the edge). Rather paint what stays still? Switch invert_mask on in both Cinemo Conditioning and Cinemo Keep Still. Run before painting anything: the whole picture moves, and the log says that no mask was painted. Cinemo Seamless Loop makes the video end where it starts; the animated WEBP loops forever.
 
 """
 
@@ -440,6 +538,15 @@ SPECS = {
     "cinemo_loop": (
         "Cinemo - Seamless loop", seamless_loop, LOOP_NOTE + MODELS_NOTE,
         "A video that ends where it starts, to play on repeat (cinemagraph).",
+    ),
+    "cinemo_first_and_last_frame": (
+        "Cinemo - First and last frame", first_and_last_frame, FIRST_LAST_NOTE + MODELS_NOTE,
+        "A video that starts on one picture and ends exactly on a second one (Cinemo Conditioning's end_frame).",
+    ),
+    "cinemo_cinemagraph": (
+        "Cinemo - Cinemagraph", cinemagraph, CINEMAGRAPH_NOTE + MODELS_NOTE,
+        "A cinemagraph: only what you paint in Load Image's mask editor moves, the rest stays exactly still; a "
+        "seamless loop saved as a looping animated WEBP and an MP4.",
     ),
 }
 

@@ -96,11 +96,13 @@ def test_cli_end_image_records_it_in_the_sidecar(image, end_image, tmp_path, cap
         ("end.png", ["--loop"], ["--end-image", "--loop", "give one of them"]),
         ("missing.png", [], ["--end-image", "missing.png"]),
         ("empty.png", [], ["--end-image", "Cannot read image", "empty.png"]),
+        ("strip.png", [], ["--end-image", "aspect is too far"]),
     ],
 )
 def test_bad_end_images_fail_before_loading_naming_the_flag(end, extra, expected, image, end_image, tmp_path, capsys,
                                                            nothing_heavy_loads):
     (tmp_path / "empty.png").write_bytes(b"")
+    save(tmp_path / "strip.png", np.zeros((1, 10000, 3), dtype=np.uint8))
     out = tmp_path / "clip.mp4"
     args = [image, "--demo", "--out", out, "--size", "128x64", "--end-image", tmp_path / end, *extra]
     assert cli.main([str(a) for a in args]) == 2

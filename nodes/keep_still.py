@@ -38,7 +38,7 @@ def fitted_picture(picture: torch.Tensor, width: int, height: int) -> torch.Tens
     """The picture as First Frame Encode feeds it to the VAE: cover-resized, centre-cropped, IMAGE layout 0..1."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the off-size and crop notes are First Frame Encode's to give
-        fitted = fit_image(picture, width, height)
+        fitted = fit_image(picture, width, height, input_name="picture")
     return ((fitted + 1.0) / 2.0).clamp(0.0, 1.0).movedim(1, -1)
 
 

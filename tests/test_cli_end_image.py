@@ -9,28 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from cinemo_core.app import cli, pipeline
-from cinemo_core.app.demo import build_demo_components
 from cinemo_core.app.pipeline import AnimationSettings
 from cinemo_core.app.video_io import read_video
 from cinemo_core.model.components import encode_image
 from cinemo_core.preprocess import fit_image, load_image
 
-SIZE = (128, 64)
+from test_cli_motion_mask import SIZE, components, image, save  # noqa: F401 - shared fixtures
+
 SETTINGS = dict(steps=2, num_frames=6, width=SIZE[0], height=SIZE[1], seed=3, prompt="waves")
-
-
-def save(path: Path, array: np.ndarray) -> Path:
-    Image.fromarray(array).save(path)
-    return path
-
-
-@pytest.fixture
-def image(tmp_path) -> Path:
-    rng = np.random.default_rng(0)
-    return save(tmp_path / "input.png", rng.integers(0, 256, (64, 128, 3), dtype=np.uint8))
 
 
 @pytest.fixture
@@ -38,11 +26,6 @@ def end_image(tmp_path) -> Path:
     """Another picture, of another size and aspect ratio (it is fitted like the first)."""
     rng = np.random.default_rng(1)
     return save(tmp_path / "end.png", rng.integers(0, 256, (90, 150, 3), dtype=np.uint8))
-
-
-@pytest.fixture(scope="module")
-def components():
-    return build_demo_components()
 
 
 def sampled(components, image: Path, monkeypatch, **changes) -> torch.Tensor:
@@ -113,11 +96,13 @@ def test_cli_end_image_records_it_in_the_sidecar(image, end_image, tmp_path, cap
         ("end.png", ["--loop"], ["--end-image", "--loop", "give one of them"]),
         ("missing.png", [], ["--end-image", "missing.png"]),
         ("empty.png", [], ["--end-image", "Cannot read image", "empty.png"]),
+        ("strip.png", [], ["--end-image", "aspect is too far"]),
     ],
 )
 def test_bad_end_images_fail_before_loading_naming_the_flag(end, extra, expected, image, end_image, tmp_path, capsys,
                                                            nothing_heavy_loads):
     (tmp_path / "empty.png").write_bytes(b"")
+    save(tmp_path / "strip.png", np.zeros((1, 10000, 3), dtype=np.uint8))
     out = tmp_path / "clip.mp4"
     args = [image, "--demo", "--out", out, "--size", "128x64", "--end-image", tmp_path / end, *extra]
     assert cli.main([str(a) for a in args]) == 2

@@ -338,6 +338,20 @@ def test_loop_node_pulls_the_last_frames_back_to_the_first_image(golden_model, g
     assert relative_error(looped[:, :, :15 - ramp], plain[:, :, :15 - ramp]) <= 0.5  # frames before the ramp keep moving
 
 
+@pytest.mark.parametrize("ramp_frames", [0, 3])
+def test_loop_node_is_the_post_cfg_scale_bit_for_bit(golden_model, golden, ramp_frames):
+    """Cinemo Seamless Loop samples exactly what a post-CFG ``denoised * return_weights`` samples (what the node
+    did before the end frame shared its pull)."""
+    frames = 12
+    ramp = ramp_frames or default_ramp(frames - 1)
+    weights = return_weights(frames - 1, ramp).view(1, 1, -1, 1, 1)
+    model = golden_model.clone()
+    model.set_model_sampler_post_cfg_function(lambda args: args["denoised"] * weights.to(args["denoised"]))
+    reference, _ = comfy_run(model, golden, frames=frames, steps=3)
+    looped, _ = comfy_run(cinemo_loop(golden_model, ramp_frames), golden, frames=frames, steps=3)
+    assert torch.equal(looped, reference)
+
+
 def test_interrupt_stops_a_windowed_loop_within_one_step(golden_model, golden):
     import comfy.model_management
     import comfy.utils

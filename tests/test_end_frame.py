@@ -6,7 +6,6 @@ it, windows and a motion mask (which wins: still cells stay 0) included; bad tar
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from cinemo_core.sampling.context_windows import ContextWindows
 from cinemo_core.sampling.loop import (
@@ -21,15 +20,7 @@ from cinemo_core.sampling.loop import (
 from cinemo_core.sampling.sampler import sample_residual
 from cinemo_core.sampling.schedule import CinemoSchedule
 
-MOTION_ID = 90.0
-
-
-@pytest.fixture(scope="module")
-def golden_inputs(tiny_a_dir):
-    """The golden first frame (its top-left 4x8 corner, to keep the runs short) and text embeddings."""
-    golden = load_file(tiny_a_dir / "case.safetensors")
-    base = golden["base_content"][..., :4, :8].contiguous()
-    return base, golden["encoder_hidden_states"], golden["negative_encoder_hidden_states"]
+from test_context_windows import MOTION_ID, golden_inputs  # noqa: F401 - the shared golden fixture
 
 
 def randn(*shape, seed=0):

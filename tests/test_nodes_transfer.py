@@ -57,6 +57,10 @@ def test_init_noise_mixes_the_inverted_latents_at_985(golden_model, case):
                          mode="dct", inverted_motion={"samples": case["inverted_latents"] / SCALE})
     assert noise.noise_timestep == 985  # the node's default for this path, not noise_timestep
     assert relative_error(noise.generate_noise(latent), case["edit_init_latents"]) <= 1e-5
+    # unwired, the edited first frame comes from the target's residual latent
+    (unwired,) = call_node("CinemoInitNoise", seed=123, low_pass=0.23, noise_timestep=975, mode="dct",
+                           inverted_motion={"samples": case["inverted_latents"] / SCALE})
+    assert torch.equal(unwired.generate_noise(latent), noise.generate_noise(latent))
     (at_975,) = call_node("CinemoInitNoise", first_frame=edit_first, seed=0, low_pass=0.23, noise_timestep=985,
                           mode="dct", inverted_motion={"samples": case["inverted_latents"] / SCALE},
                           inverted_noise_timestep=975)

@@ -56,6 +56,8 @@ def key_steps(graph: Graph) -> list[tuple[str, str]]:
     """(label, kind) of the workflow's distinctive steps, repeated types counted ("Cinemo Sampler x3")."""
     masked = any(isinstance(value, Out) and value.slot == 1 and graph.nodes[value.node - 1].type == "LoadImage"
                  for node in graph.nodes for value in node.values.values())
+    ends = any(node.type == "CinemoConditioning" and isinstance(node.values.get("end_frame"), Out)
+               for node in graph.nodes)
     counts: dict[str, int] = {}
     order: list[str] = []
     for node in graph.nodes:
@@ -70,7 +72,11 @@ def key_steps(graph: Graph) -> list[tuple[str, str]]:
             label = "Image + painted mask"
         if node_type == "ImageStitch":
             counts[node_type] = 1  # two stitches make one picture
+        if node_type == "LoadImage" and ends:
+            label, counts[node_type] = "First + last picture", 1
         steps.append((label + (f" x{counts[node_type]}" if counts[node_type] > 1 else ""), kind))
+        if node_type == "LoadImage" and ends:
+            steps.append(("End frame", "motion"))
     saved = [label for node_type, label in OUTPUTS.items() if any(node.type == node_type for node in graph.nodes)]
     steps.append((" + ".join(saved), "output"))
     return steps

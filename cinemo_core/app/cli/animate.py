@@ -136,7 +136,9 @@ def check_inputs(
     if image is not None and (problem := cover_problem(image.shape[2], image.shape[1], settings.width, settings.height)):
         raise UsageError(f"IMAGE: {problem}")
     if args.end_image is not None:
-        read_image(args.end_image, "--end-image")
+        end = read_image(args.end_image, "--end-image")
+        if problem := cover_problem(end.shape[2], end.shape[1], settings.width, settings.height):
+            raise UsageError(f"--end-image: {problem}")
     device, dtype = check_device_and_model(args)
     return settings, out, fps, image, device, dtype
 

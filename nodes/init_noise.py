@@ -69,7 +69,8 @@ class CinemoNoise:
     Attributes:
         first_frame: unscaled first-frame latent ``[N or 1, 4, h, w]``; None: the one the residual LATENT that is
             sampled carries (from Cinemo Conditioning).
-        seed: seeds a private CPU generator (ComfyUI's global RNG is left alone).
+        seed: seeds a private CPU generator (ComfyUI's global RNG is left alone); ComfyUI's samplers read it
+            modulo ``MAX_SEED`` (see ``__post_init__``).
         mode: ``"dct"`` (DCTInit, official), ``"fft"`` (FreeInit-style low-pass) or ``"plain"`` (the noise).
         low_pass: DCTInit's low-pass fraction of each spatial axis.
         noise_timestep: the timestep the static first-frame video is diffused to (dct and fft).
@@ -87,6 +88,10 @@ class CinemoNoise:
     def __post_init__(self) -> None:
         if self.mode not in INIT_MODES:
             raise ValueError(f"mode must be one of {', '.join(INIT_MODES)}, got {self.mode!r}.")
+        self._draw_seed = int(self.seed)
+        # SamplerCustomAdvanced hands NOISE.seed to ComfyUI's samplers, which seed their own noise with seed + 1:
+        # that overflows torch's 64-bit seed at MAX_SEED. Our own draw keeps the full seed.
+        self.seed = self._draw_seed % MAX_SEED
 
     def generate_noise(self, input_latent: dict) -> torch.Tensor:
         """x_T ``[N, 4, F - 1, h, w]`` (float32, CPU, model space) for the residual latent ``input_latent``."""
@@ -106,7 +111,7 @@ class CinemoNoise:
                 )
             noise = self.base_noise.detach().to(device="cpu", dtype=torch.float32)
         else:
-            generator = torch.Generator(device="cpu").manual_seed(int(self.seed))
+            generator = torch.Generator(device="cpu").manual_seed(self._draw_seed)
             noise = torch.randn(tuple(residual.shape), generator=generator, dtype=torch.float32)
         base = (first_frame.detach().to(device="cpu", dtype=torch.float64) * latent_scale()).unsqueeze(2)
         x_t = init_noise(

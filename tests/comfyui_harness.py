@@ -15,7 +15,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parent.parent
 PACK_NAME = "cinemo_nodes"
@@ -29,14 +29,18 @@ class RecordingServer:
     """What PromptExecutor needs of PromptServer; records the messages a browser would receive."""
 
     def __init__(self) -> None:
+        #: The executor sets it from extra_data; with one it also sends what a browser tab gets ("executing", ...).
         self.client_id = None
         self.last_node_id = None
         self.last_prompt_id = None
         self.sockets_metadata: dict = {}
         self.messages: list[tuple[str, Any]] = []
+        self.on_message: Callable[[str, Any], None] | None = None
 
     def send_sync(self, event: str, data: Any, sid: Any = None) -> None:
         self.messages.append((event, data))
+        if self.on_message is not None:
+            self.on_message(event, data)
 
     def queue_updated(self, *args: Any, **kwargs: Any) -> None:
         pass
@@ -49,6 +53,8 @@ class Attempt:
     succeeded: bool
     #: The executor's status messages (``execution_error`` holds the exception's type, message and traceback).
     status_messages: list[tuple[str, Any]]
+    #: Ids of the nodes whose function began (with its inputs computed) before the run ended.
+    started: set[str]
     #: Ids of the nodes whose outputs were computed (or cached) before the run ended.
     finished: set[str]
     #: (node id, step, total) of every progress report, as the server's progress hook sees them.
@@ -61,8 +67,8 @@ class Attempt:
         return next((data for event, data in self.status_messages if event == "execution_error"), None)
 
     def reached(self, node_id: str) -> bool:
-        """Whether ``node_id`` finished, or was running and reporting progress when the run ended."""
-        return node_id in self.finished or any(node == node_id for node, _, _ in self.progress)
+        """Whether ``node_id``'s function ran (began, with its inputs computed) or its output was cached."""
+        return node_id in self.started or node_id in self.finished
 
 
 @dataclass
@@ -92,10 +98,12 @@ class ComfyUI:
         values = {node: [value[0] for value in executor.caches.outputs.get(node)] for node in prompt}
         return values, executor.history_result["outputs"]
 
-    def attempt(self, prompt: dict, *, interrupt_after_s: float | None = None) -> Attempt:
+    def attempt(self, prompt: dict, *, interrupt_after_s: float | None = None, counting_from: str | None = None,
+                ) -> Attempt:
         """Validate (it must pass) and execute a prompt as a server would, whatever the outcome: never raises for
-        a failed run. One executor serves every call (loaded models stay cached between runs, as in a server);
-        with ``interrupt_after_s``, a run still going then is interrupted as ``POST /interrupt`` would."""
+        a failed run. One executor serves every call (loaded models stay cached between runs, as in a server).
+        With ``interrupt_after_s``, a run still going that long after node ``counting_from`` began executing (after
+        the start without it) is interrupted as ``POST /interrupt`` would."""
         import comfy.model_management
         import comfy.utils
         import execution
@@ -105,31 +113,43 @@ class ComfyUI:
             raise AssertionError(f"prompt failed validation: {error} {node_errors}")
         if self._executor is None:
             self._executor = execution.PromptExecutor(RecordingServer())
+        server = self._executor.server
         progress: list[tuple[str | None, int, int]] = []
+        started: set[str] = set()
         interrupted = threading.Event()
-
-        def hook(value, total, preview, node_id=None, prompt_id=None):  # as main.hijack_progress: stops at a step
-            progress.append((node_id or self._executor.server.last_node_id, int(value), int(total)))
-            comfy.model_management.throw_exception_if_processing_interrupted()
 
         def interrupt() -> None:
             interrupted.set()
             comfy.model_management.interrupt_current_processing(True)
 
         timer = threading.Timer(interrupt_after_s, interrupt) if interrupt_after_s is not None else None
+
+        def on_message(event: str, data: Any) -> None:
+            if event == "executing" and isinstance(data, dict) and data.get("node") is not None:
+                started.add(data["node"])
+                if timer is not None and data["node"] == counting_from:
+                    timer.start()
+
+        def hook(value, total, preview, node_id=None, prompt_id=None):  # as main.hijack_progress: stops at a step
+            progress.append((node_id or server.last_node_id, int(value), int(total)))
+            comfy.model_management.throw_exception_if_processing_interrupted()
+
+        server.on_message = on_message
         comfy.utils.set_progress_bar_global_hook(hook)
-        if timer is not None:
+        if timer is not None and counting_from is None:
             timer.start()
         try:
-            self._executor.execute(prompt, str(uuid.uuid4()), {}, outputs)
+            # with a client id (the executor takes it from extra_data) it sends "executing", as to a browser tab
+            self._executor.execute(prompt, str(uuid.uuid4()), {"client_id": "harness"}, outputs)
         finally:
             if timer is not None:
                 timer.cancel()
+            server.on_message = None
             comfy.utils.set_progress_bar_global_hook(None)
             comfy.model_management.interrupt_current_processing(False)
         finished = {node for node in prompt if self._executor.caches.outputs.get(node) is not None}
         return Attempt(succeeded=self._executor.success, status_messages=list(self._executor.status_messages),
-                       finished=finished, progress=progress, interrupted=interrupted.is_set())
+                       started=started, finished=finished, progress=progress, interrupted=interrupted.is_set())
 
     def _execute(self, prompt: dict):
         import execution

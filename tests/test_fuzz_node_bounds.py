@@ -9,9 +9,9 @@ Each case sets one input of one node of a shipped API workflow (shrunk as in ``t
 - at a bound: the prompt validates, or is refused with an error naming that input; and a run of it either
   succeeds (writing complete files) or ends in a ``ValueError`` raised by the pack that names the input or the
   cause (never an exception from deep in torch, a NaN output, or a half-written file). A run still going after
-  ``RUN_LIMIT_S`` (999 steps, 64 frames through the full-size temporal VAE, 2048 pixels) is interrupted; it
-  counts only if the node given the value got through it (its output was computed) or was stepping through it
-  when interrupted (a sampler's progress total is the steps at the bound).
+  ``RUN_LIMIT_S`` after the node given the value began (999 steps, 64 frames through the full-size temporal VAE)
+  is interrupted (model loading before it does not count); that node's function must have run (the harness
+  records ComfyUI's "executing" messages), and Cinemo Sampler at 999 steps must report 999 as its total.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from test_workflows_comfyui import NAMES, TinySize, cinemo_workflows, shrink
 
 SNAPSHOT = json.loads((Path(__file__).parent / "fixtures" / "node_schemas.json").read_text())
 SIZE = TinySize(width=64, height=64, frames=3, steps=2)
-#: A run at a bound longer than this is interrupted (it was working); most take a second or two.
+#: A run still going this long after the node given the value began is interrupted; most finish before.
 RUN_LIMIT_S = 5.0
 FUZZ = settings(max_examples=int(os.environ.get("CINEMO_FUZZ_EXAMPLES", "10")), deadline=None, derandomize=True,
                 database=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -137,7 +137,7 @@ def test_at_a_bound_runs_or_gives_a_clear_error(comfyui, workflow_inputs, node_t
         errors = _errors_on(node_errors, node_id)
         assert any(e["extra_info"].get("input_name") == name for e in errors), (error, node_errors)
         return
-    run = comfyui.attempt(prompt, interrupt_after_s=RUN_LIMIT_S)
+    run = comfyui.attempt(prompt, interrupt_after_s=RUN_LIMIT_S, counting_from=node_id)
     written = _tagged_files(comfyui.output, tag)
     assert all(_readable(path) for path in written), written  # never a half-written file
     if run.succeeded:
@@ -145,10 +145,10 @@ def test_at_a_bound_runs_or_gives_a_clear_error(comfyui, workflow_inputs, node_t
         return
     failure = run.error
     if run.interrupted and failure is None:
-        # still working at the limit: only if the node was given the value and computed with it (finished, or
-        # stepping through it: a sampler at 999 steps reports 999 as its total)
-        assert run.reached(node_id), (node_id, sorted(run.finished), run.progress[-3:])
-        if name == "steps":
+        # still working RUN_LIMIT_S after the node given the value began: it ran with it (a sampler at 999 steps
+        # reports 999 as its total)
+        assert run.reached(node_id), (node_id, sorted(run.started), run.progress[-3:])
+        if name == "steps" and node_type == "CinemoSampler":
             assert {total for node, _, total in run.progress if node == node_id} <= {spec[side]}, run.progress[-3:]
         return
     assert failure is not None

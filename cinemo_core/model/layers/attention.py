@@ -59,9 +59,17 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         """``value``: what the values are projected from, when not from the keys' source (host patches)."""
         source = x if context is None else context
-        q = split_heads(self.to_q(x), self.heads)
-        k = split_heads(self.to_k(source), self.heads)
-        v = split_heads(self.to_v(source if value is None else value), self.heads)
+        queries = self.to_q(x)
+        keys = self.to_k(source)
+        values = self.to_v(source if value is None else value)
+        if context_repeats == 1 and keys.shape[0] != queries.shape[0]:
+            # a host patch tiled the queries only (HyperTile): SD 1.x attention views the keys and values at the
+            # queries' batch, token-major, and patches written for it rely on that
+            keys = keys.reshape(queries.shape[0], -1, keys.shape[-1])
+            values = values.reshape(queries.shape[0], -1, values.shape[-1])
+        q = split_heads(queries, self.heads)
+        k = split_heads(keys, self.heads)
+        v = split_heads(values, self.heads)
         if context_repeats > 1:
             k = k.repeat_interleave(context_repeats, dim=0)
             v = v.repeat_interleave(context_repeats, dim=0)

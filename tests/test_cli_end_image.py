@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from cinemo_core.app import cli, pipeline
+from cinemo_core.app import cli
 from cinemo_core.app.pipeline import AnimationSettings
 from cinemo_core.app.video_io import read_video
 from cinemo_core.model.components import encode_image
 from cinemo_core.preprocess import fit_image, load_image
 
-from test_cli_motion_mask import SIZE, components, image, save  # noqa: F401 - shared fixtures
+from test_cli_motion_mask import SIZE, components, image, residual_of, save  # noqa: F401 - shared fixtures
 
 SETTINGS = dict(steps=2, num_frames=6, width=SIZE[0], height=SIZE[1], seed=3, prompt="waves")
 
@@ -29,17 +29,8 @@ def end_image(tmp_path) -> Path:
 
 
 def sampled(components, image: Path, monkeypatch, **changes) -> torch.Tensor:
-    """The residual the pipeline sampled (the real ``sample_residual``'s output)."""
-    seen = []
-    real = pipeline.sample_residual
-
-    def recording(*args, **kwargs):
-        seen.append(real(*args, **kwargs))
-        return seen[-1]
-
-    monkeypatch.setattr(pipeline, "sample_residual", recording)
-    pipeline.animate(components, image, AnimationSettings(**{**SETTINGS, **changes}))
-    return seen[0].float()
+    """The residual the pipeline sampled (the real ``sample_residual``'s output) with this module's settings."""
+    return residual_of(components, image, monkeypatch, SETTINGS, **changes)[0]
 
 
 def expected_target(components, image: Path, end_image: Path) -> torch.Tensor:

@@ -43,8 +43,10 @@ def components():
     return build_demo_components()
 
 
-def residual_of(components, image: Path, monkeypatch, **changes) -> tuple[torch.Tensor, np.ndarray]:
-    """The residual the pipeline sampled (the real ``sample_residual``'s output) and the decoded frames."""
+def residual_of(components, image: Path, monkeypatch, settings: dict = SETTINGS,
+                **changes) -> tuple[torch.Tensor, np.ndarray]:
+    """The residual the pipeline sampled (the real ``sample_residual``'s output) and the decoded frames, with
+    ``settings`` (this module's by default) and ``changes`` to them."""
     seen = []
     real = pipeline.sample_residual
 
@@ -53,7 +55,7 @@ def residual_of(components, image: Path, monkeypatch, **changes) -> tuple[torch.
         return seen[-1]
 
     monkeypatch.setattr(pipeline, "sample_residual", recording)
-    result = pipeline.animate(components, image, AnimationSettings(**{**SETTINGS, **changes}))
+    result = pipeline.animate(components, image, AnimationSettings(**{**settings, **changes}))
     return seen[0].float(), result.frames
 
 
